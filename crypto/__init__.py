@@ -1,0 +1,34 @@
+"""Keys and cryptography: database keys, password hashing, signed tokens.
+
+Pure: no web framework, no database. Everything uses `cryptography`, `argon2-cffi`
+or the standard library's HMAC.
+"""
+
+from crypto._dbkey import (
+    KEY_BYTES,
+    generate_db_key,
+    parse_hex_key,
+    read_key_file,
+    sqlcipher_key_pragma,
+    write_key_file,
+)
+from crypto._errors import CryptoError, KeyFileError, TokenError
+from crypto._passwords import DUMMY_HASH, hash_password, verify_password
+from crypto._tokens import TokenClaims, TokenSigner
+
+__all__ = [
+    "DUMMY_HASH",
+    "KEY_BYTES",
+    "CryptoError",
+    "KeyFileError",
+    "TokenClaims",
+    "TokenError",
+    "TokenSigner",
+    "generate_db_key",
+    "hash_password",
+    "parse_hex_key",
+    "read_key_file",
+    "sqlcipher_key_pragma",
+    "verify_password",
+    "write_key_file",
+]

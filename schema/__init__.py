@@ -1,0 +1,69 @@
+"""Entities, per-field merge policy and sensitivity, storage and migrations.
+
+No web framework here. The unit of work (`Database.write`) is the only write path
+for replicated data.
+"""
+
+from schema._database import Database, Kind, sqlite_url
+from schema._entities import ENTITIES
+from schema._errors import (
+    ConflictError,
+    FieldError,
+    NotFoundError,
+    SchemaError,
+    StorageError,
+    WrongKeyError,
+)
+from schema._ids import new_id
+from schema._policy import Entity, Field, Merge, Sensitivity
+from schema._roles import CUSTOM_FIELD_ADMINS, CUSTOMER_EDITORS, ORG_ADMINS, ROLES, Role
+from schema._tables import TABLES, metadata, node_counters, node_meta, sync_cells
+from schema._types import UtcDateTime, utcnow
+from schema._uow import UnitOfWork
+from schema._values import (
+    clean_text,
+    normalize_email,
+    normalize_mobile,
+    normalize_phone,
+    search_keys,
+    validate_id_number,
+    validate_org_code,
+)
+
+__all__ = [
+    "CUSTOMER_EDITORS",
+    "CUSTOM_FIELD_ADMINS",
+    "ENTITIES",
+    "ORG_ADMINS",
+    "ROLES",
+    "TABLES",
+    "ConflictError",
+    "Database",
+    "Entity",
+    "Field",
+    "FieldError",
+    "Kind",
+    "Merge",
+    "NotFoundError",
+    "Role",
+    "SchemaError",
+    "Sensitivity",
+    "StorageError",
+    "UnitOfWork",
+    "UtcDateTime",
+    "WrongKeyError",
+    "clean_text",
+    "metadata",
+    "new_id",
+    "node_counters",
+    "node_meta",
+    "normalize_email",
+    "normalize_mobile",
+    "normalize_phone",
+    "search_keys",
+    "sqlite_url",
+    "sync_cells",
+    "utcnow",
+    "validate_id_number",
+    "validate_org_code",
+]

@@ -1,0 +1,196 @@
+"""Opening the node's database: SQLCipher-encrypted SQLite, or PostgreSQL.
+
+SQLite gets one writer (a pool of exactly one connection that starts every
+transaction with `BEGIN IMMEDIATE`) and a small pool of read-only readers, so reads
+run concurrently under WAL while writes never fight over the lock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+import sqlcipher3
+from sqlalchemy import event, make_url, text
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from crypto import sqlcipher_key_pragma
+from schema._errors import StorageError, WrongKeyError
+from schema._uow import UnitOfWork
+
+Kind = Literal["sqlite", "postgresql"]
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA cipher_log_level = NONE",
+    "PRAGMA temp_store = MEMORY",  # temp tables and sorts never touch disk unencrypted
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA synchronous = NORMAL",
+)
+
+
+def _json(value: Any) -> str:
+    # Unescaped non-ASCII keeps stored JSON searchable by the text people type.
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of an encrypted SQLite file."""
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _connector(path: str, key: bytes, *, readonly: bool) -> Callable[[], Any]:
+    def connect() -> Any:
+        conn = sqlcipher3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute(_SQLITE_PRAGMAS[0])
+            conn.execute(sqlcipher_key_pragma(key))
+            for pragma in _SQLITE_PRAGMAS[1:]:
+                conn.execute(pragma)
+            # The first real read is where a wrong key shows.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if readonly:
+                conn.execute("PRAGMA query_only = ON")
+            else:
+                conn.execute("PRAGMA journal_mode = WAL")
+        except sqlcipher3.DatabaseError as exc:
+            conn.close()
+            if "not a database" in str(exc):
+                raise WrongKeyError(
+                    "the database key does not open this database (wrong key or not a "
+                    "Branchline database)"
+                ) from None
+            raise StorageError(f"cannot open database: {exc}") from None
+        return conn
+
+    return connect
+
+
+def _sqlite_engine(url: str, path: str, key: bytes, *, readonly: bool, size: int) -> AsyncEngine:
+    connect = _connector(path, key, readonly=readonly)
+
+    async def creator() -> aiosqlite.Connection:
+        return await aiosqlite.Connection(connect, 64)
+
+    engine = create_async_engine(
+        url, async_creator=creator, poolclass=AsyncAdaptedQueuePool, json_serializer=_json,
+        pool_size=size, max_overflow=0, pool_timeout=60,
+    )
+    begin = "BEGIN" if readonly else "BEGIN IMMEDIATE"
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    """The node's database: a writer for units of work and readers for queries."""
+
+    def __init__(self, kind: Kind, writer: AsyncEngine, reader: AsyncEngine) -> None:
+        self.kind: Kind = kind
+        self._writer = writer
+        self._reader = reader
+
+    @classmethod
+    async def open(cls, url: str, key: bytes | None, *, readers: int = 4) -> Database:
+        """Open (creating an SQLite file if absent) and check the key or connection."""
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise StorageError(f"invalid database URL {url!r}") from None
+        if parsed.drivername == "sqlite+aiosqlite":
+            if key is None:
+                raise StorageError("an SQLite database needs a key")
+            if not parsed.database:
+                raise StorageError("an SQLite database needs a file path")
+            path = parsed.database
+            if not Path(path).parent.is_dir():
+                raise StorageError(f"directory {Path(path).parent} does not exist")
+            writer = _sqlite_engine(url, path, key, readonly=False, size=1)
+            reader = _sqlite_engine(url, path, key, readonly=True, size=readers)
+            db = cls("sqlite", writer, reader)
+        elif parsed.drivername == "postgresql+asyncpg":
+            engine = create_async_engine(url, pool_size=8, max_overflow=4, pool_pre_ping=True,
+                                         json_serializer=_json)
+            db = cls("postgresql", engine, engine)
+        else:
+            raise StorageError(
+                f"unsupported database {parsed.drivername!r}: use an SQLite data directory "
+                "or postgresql+asyncpg://"
+            )
+        await db._check()
+        return db
+
+    async def _check(self) -> None:
+        try:
+            # The writer first: it switches the file to WAL before any reader opens it.
+            async with self._writer.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            async with self._reader.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (WrongKeyError, StorageError):
+            await self.dispose()
+            raise
+        except (OSError, DBAPIError, sqlcipher3.Error) as exc:
+            await self.dispose()
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StorageError(f"cannot connect to the database: {reason}") from None
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for queries, inside a read transaction."""
+        async with self._reader.connect() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def write(self, node_id: str, actor_id: str | None) -> AsyncIterator[UnitOfWork]:
+        """A unit of work: the only way to change replicated data.
+
+        Commits when the block exits normally, rolls back when it raises.
+        """
+        async with self._writer.connect() as conn, conn.begin():
+            uow = UnitOfWork(conn, node_id=node_id, actor_id=actor_id)
+            await uow.start()
+            yield uow
+            await uow.finish()
+
+    @asynccontextmanager
+    async def admin(self) -> AsyncIterator[AsyncConnection]:
+        """The write connection for node bookkeeping and migrations, not replicated data."""
+        async with self._writer.connect() as conn, conn.begin():
+            yield conn
+
+    async def migrate(self) -> None:
+        """Bring the schema up to the newest migration."""
+        from schema._migrate import upgrade
+
+        async with self._writer.connect() as conn:
+            await conn.run_sync(upgrade)
+            await conn.commit()
+
+    async def rekey(self, new_key: bytes) -> None:
+        """Re-encrypt an SQLite database under `new_key` (WAL checkpointed first)."""
+        if self.kind != "sqlite":
+            raise StorageError("only SQLite databases have a database key")
+        await self._reader.dispose()
+        async with self._writer.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await driver.execute("PRAGMA journal_mode = DELETE")
+            await driver.execute(sqlcipher_key_pragma(new_key, rekey=True))
+            await driver.execute("PRAGMA journal_mode = WAL")
+            await conn.invalidate()
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()

@@ -1,0 +1,155 @@
+"""The replicated entities of Branchline, declared once.
+
+Each entity lists its columns together with their merge policy and sensitivity;
+`_tables.py` turns these into SQLAlchemy tables, the unit of work reads them to
+know which cells to record for sync, and later layers (field encryption) read the
+sensitivity. Changing a declaration here is a schema change and needs a migration.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, Integer, String, Text
+
+from schema._policy import Entity, Field, Merge, Sensitivity
+from schema._types import UtcDateTime
+
+C = Sensitivity.CONFIDENTIAL
+S = Sensitivity.SECRET
+
+
+def _id() -> Field:
+    return Field(Column("id", String(36), primary_key=True), merge=Merge.IMMUTABLE)
+
+
+def _stamps() -> tuple[Field, Field]:
+    return (
+        Field(Column("created_at", UtcDateTime(), nullable=False), merge=Merge.IMMUTABLE,
+              history=False),
+        Field(Column("updated_at", UtcDateTime(), nullable=False), history=False),
+    )
+
+
+REGIONS = Entity("regions", (
+    _id(),
+    Field(Column("code", String(16), nullable=False, unique=True), merge=Merge.FIRST_WRITE),
+    Field(Column("name", String(100), nullable=False)),
+    *_stamps(),
+))
+
+BRANCHES = Entity("branches", (
+    _id(),
+    Field(Column("code", String(16), nullable=False, unique=True), merge=Merge.FIRST_WRITE),
+    Field(Column("name", String(100), nullable=False)),
+    Field(Column("region", String(16))),
+    Field(Column("address", String(500))),
+    Field(Column("node_id", String(36))),
+    Field(Column("active", Boolean, nullable=False, default=True)),
+    *_stamps(),
+))
+
+DEPARTMENTS = Entity("departments", (
+    _id(),
+    Field(Column("name", String(64), nullable=False)),
+    Field(Column("branch", String(16))),
+    *_stamps(),
+))
+
+USERS = Entity("users", (
+    _id(),
+    Field(Column("username", String(64), nullable=False, unique=True), merge=Merge.FIRST_WRITE),
+    Field(Column("display_name", String(100), nullable=False)),
+    Field(Column("password_hash", String(200), nullable=False), history=False),
+    Field(Column("role", String(32), nullable=False)),
+    Field(Column("branch", String(16))),
+    Field(Column("department", String(64))),
+    Field(Column("active", Boolean, nullable=False, default=True)),
+    Field(Column("token_version", Integer, nullable=False, default=0), history=False),
+    *_stamps(),
+), keep_history=True)
+
+CUSTOMERS = Entity("customers", (
+    _id(),
+    Field(Column("name", String(200), nullable=False)),
+    Field(Column("customer_type", String(16), nullable=False)),
+    Field(Column("enterprise_nature", String(50))),
+    Field(Column("supervising_unit", String(200))),
+    Field(Column("industry", String(100))),
+    Field(Column("size", String(50))),
+    Field(Column("address", String(500)), sensitivity=C),
+    Field(Column("mobile", String(20), index=True), sensitivity=C),
+    Field(Column("phone", String(30)), sensitivity=C),
+    Field(Column("email", String(254)), sensitivity=C),
+    Field(Column("website", String(300))),
+    Field(Column("id_number", String(18), index=True), sensitivity=S),
+    Field(Column("org_code", String(18), index=True), sensitivity=S),
+    Field(Column("bank_account", String(40)), sensitivity=S),
+    Field(Column("birthday", Date), sensitivity=C),
+    Field(Column("credit_status", String(50)), sensitivity=S),
+    Field(Column("source", String(20), nullable=False)),
+    Field(Column("intention", Boolean, nullable=False, default=False)),
+    Field(Column("agency", Boolean, nullable=False, default=False)),
+    Field(Column("referrer_customer_id", String(36))),
+    Field(Column("referrer_user_id", String(36))),
+    Field(Column("customer_class", String(32), index=True)),
+    Field(Column("lifecycle_stage", String(16), index=True)),
+    Field(Column("tags", JSON, nullable=False, default=list)),
+    Field(Column("preferences", String(2000))),
+    Field(Column("notes", String(4000))),
+    Field(Column("branch", String(16), index=True)),
+    Field(Column("department", String(64))),
+    Field(Column("owner_id", String(36), index=True), merge=Merge.FIRST_WRITE),
+    Field(Column("registered_at", UtcDateTime(), nullable=False), merge=Merge.FIRST_WRITE),
+    Field(Column("created_by", String(36)), merge=Merge.IMMUTABLE, history=False),
+    Field(Column("custom", JSON, nullable=False, default=dict)),
+    Field(Column("search_keys", Text, nullable=False, default=""), replicated=False,
+          history=False),
+    *_stamps(),
+), keep_history=True)
+
+CONTACTS = Entity("contacts", (
+    _id(),
+    Field(Column("customer_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
+    Field(Column("name", String(100), nullable=False)),
+    Field(Column("department", String(64))),
+    Field(Column("title", String(64))),
+    Field(Column("mobile", String(20), index=True), sensitivity=C),
+    Field(Column("phone", String(30)), sensitivity=C),
+    Field(Column("email", String(254)), sensitivity=C),
+    Field(Column("birthday", Date), sensitivity=C),
+    Field(Column("is_primary", Boolean, nullable=False, default=False)),
+    Field(Column("notes", String(2000))),
+    *_stamps(),
+), keep_history=True)
+
+CUSTOM_FIELDS = Entity("custom_field_defs", (
+    _id(),
+    Field(Column("entity", String(32), nullable=False)),
+    Field(Column("name", String(64), nullable=False), merge=Merge.FIRST_WRITE),
+    Field(Column("label", String(100), nullable=False)),
+    Field(Column("field_type", String(16), nullable=False)),
+    Field(Column("required", Boolean, nullable=False, default=False)),
+    Field(Column("choices", JSON, nullable=False, default=list)),
+    Field(Column("max_length", Integer)),
+    Field(Column("active", Boolean, nullable=False, default=True)),
+    *_stamps(),
+))
+
+FIELD_HISTORY = Entity("field_history", (
+    _id(),
+    Field(Column("table_name", String(32), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("row_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
+    Field(Column("column_name", String(64), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("old_value", JSON), merge=Merge.IMMUTABLE),
+    Field(Column("new_value", JSON), merge=Merge.IMMUTABLE),
+    Field(Column("changed_by", String(36)), merge=Merge.IMMUTABLE),
+    Field(Column("changed_at", UtcDateTime(), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("node_id", String(36), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("clock", BigInteger, nullable=False), merge=Merge.IMMUTABLE),
+))
+
+ENTITIES: dict[str, Entity] = {
+    e.table: e
+    for e in (REGIONS, BRANCHES, DEPARTMENTS, USERS, CUSTOMERS, CONTACTS, CUSTOM_FIELDS,
+              FIELD_HISTORY)
+}
+"""Every replicated entity by table name."""

@@ -1,0 +1,91 @@
+"""Normalising and validating the values people type: names, phones, ID numbers."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import phonenumbers
+from pypinyin import Style, lazy_pinyin
+from stdnum.cn import ric, uscc
+from stdnum.exceptions import ValidationError as StdnumError
+
+from schema._errors import FieldError
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_HAN = re.compile(r"[\u3400-\u9fff]")
+
+
+def clean_text(field: str, value: str, *, required: bool = False) -> str | None:
+    """Trim and NFC-normalise free text; control characters are refused."""
+    value = unicodedata.normalize("NFC", value).strip()
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in value):
+        raise FieldError(field, "contains control characters")
+    if not value:
+        if required:
+            raise FieldError(field, "must not be empty")
+        return None
+    return value
+
+
+def normalize_mobile(field: str, value: str) -> str:
+    """A mainland mobile number in E.164 (`+8613800001111`) from the usual local forms."""
+    try:
+        number = phonenumbers.parse(value, "CN")
+    except phonenumbers.NumberParseException:
+        raise FieldError(field, "is not a phone number") from None
+    if not phonenumbers.is_valid_number(number) or (
+        phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE
+        and number.country_code == 86
+    ):
+        raise FieldError(field, "is not a valid mobile number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_phone(field: str, value: str) -> str:
+    """Any valid phone number (landline or mobile), stored in E.164."""
+    try:
+        number = phonenumbers.parse(value, "CN")
+    except phonenumbers.NumberParseException:
+        raise FieldError(field, "is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise FieldError(field, "is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_email(field: str, value: str) -> str:
+    """A lower-cased, trimmed e-mail address of plausible shape."""
+    value = value.strip().lower()
+    if not _EMAIL.match(value):
+        raise FieldError(field, "is not an e-mail address")
+    return value
+
+
+def validate_id_number(field: str, value: str) -> str:
+    """A resident ID number (居民身份证) with a correct checksum."""
+    try:
+        return str(ric.validate(value.strip().upper()))
+    except StdnumError:
+        raise FieldError(field, "is not a valid resident ID number") from None
+
+
+def validate_org_code(field: str, value: str) -> str:
+    """A unified social credit code (统一社会信用代码) with a correct checksum."""
+    try:
+        return str(uscc.validate(value.strip().upper()))
+    except StdnumError:
+        raise FieldError(field, "is not a valid unified social credit code") from None
+
+
+def search_keys(name: str) -> str:
+    """What name search matches: the name, its full pinyin and its initials.
+
+    `张三` → `张三 zhangsan zs`, so `zhangsan`, `zs` and `张` all find it.
+    """
+    name = unicodedata.normalize("NFC", name).strip().lower()
+    if not _HAN.search(name):
+        return name
+    syllables = [s for s in lazy_pinyin(name, errors="ignore") if s.strip()]
+    initials = "".join(s[0] for s in lazy_pinyin(name, style=Style.FIRST_LETTER,
+                                                  errors="ignore") if s.strip())
+    return f"{name} {''.join(syllables)} {initials}"

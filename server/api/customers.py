@@ -1,0 +1,114 @@
+"""/api/v1/customers: the customer archive, its contacts and field history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, patch, post
+from litestar.params import Parameter
+
+from server.api.types import (
+    ContactCreate,
+    ContactList,
+    ContactOut,
+    ContactPatch,
+    CustomerCreate,
+    CustomerOut,
+    CustomerPage,
+    CustomerPatch,
+    HistoryEntry,
+    HistoryPage,
+    changes,
+    to_out,
+    values,
+)
+from server.node import Node
+from server.services import customers as service
+from server.services.principal import Principal
+
+Limit = Annotated[int, Parameter(ge=1, le=500)]
+Filter = Annotated[str | None, Parameter(max_length=200)]
+Cursor = Annotated[str | None, Parameter(max_length=200)]
+
+
+class CustomerController(Controller):
+    """Customer archives (客户档案)."""
+
+    path = "/api/v1/customers"
+    tags = ["customers"]
+
+    @post("/")
+    async def create(self, request: Request[Principal, Any, Any], node: Node,
+                     data: CustomerCreate) -> CustomerOut:
+        """Register a customer, optionally with contacts."""
+        contacts = [values(c) for c in data.contacts]
+        row = await service.create_customer(
+            node, request.user, values(data, exclude=frozenset({"contacts"})), contacts)
+        return to_out(row, CustomerOut)
+
+    @get("/")
+    async def list(self, request: Request[Principal, Any, Any], node: Node,
+                   q: Filter = None, mobile: Filter = None, id_number: Filter = None,
+                   customer_class: Filter = None, branch: Filter = None,
+                   owner_id: Filter = None, lifecycle_stage: Filter = None,
+                   tags: Filter = None, source: Filter = None, department: Filter = None,
+                   intention: bool | None = None, agency: bool | None = None,
+                   cursor: Cursor = None, limit: Limit = 50) -> CustomerPage:
+        """Customers you may see, newest first; `q` searches names (汉字, pinyin,
+        initials); other parameters filter by the field of the same name."""
+        filters = {"mobile": mobile, "id_number": id_number, "customer_class": customer_class,
+                   "branch": branch, "owner_id": owner_id, "lifecycle_stage": lifecycle_stage,
+                   "tags": tags, "source": source, "department": department,
+                   "intention": intention, "agency": agency}
+        rows, next_cursor = await service.list_customers(node, request.user, filters, q,
+                                                         cursor, limit)
+        return CustomerPage(items=[to_out(r, CustomerOut) for r in rows],
+                            next_cursor=next_cursor)
+
+    @get("/{customer_id:uuid}")
+    async def read(self, request: Request[Principal, Any, Any], node: Node,
+                   customer_id: Any) -> CustomerOut:
+        """One customer archive with its contacts."""
+        return to_out(await service.get_customer(node, request.user, str(customer_id)),
+                      CustomerOut)
+
+    @patch("/{customer_id:uuid}")
+    async def update(self, request: Request[Principal, Any, Any], node: Node,
+                     customer_id: Any, data: CustomerPatch) -> CustomerOut:
+        """Change only the fields sent; each change is kept in the field history."""
+        row = await service.update_customer(node, request.user, str(customer_id),
+                                            changes(data))
+        return to_out(row, CustomerOut)
+
+    @get("/{customer_id:uuid}/history")
+    async def history(self, request: Request[Principal, Any, Any], node: Node,
+                      customer_id: Any, cursor: Cursor = None, limit: Limit = 50
+                      ) -> HistoryPage:
+        """Who changed which field, when, from what to what (newest first)."""
+        rows, next_cursor = await service.customer_history(
+            node, request.user, str(customer_id), cursor, limit)
+        return HistoryPage(items=[to_out(r, HistoryEntry) for r in rows],
+                           next_cursor=next_cursor)
+
+    @get("/{customer_id:uuid}/contacts")
+    async def contacts(self, request: Request[Principal, Any, Any], node: Node,
+                       customer_id: Any) -> ContactList:
+        """The customer's contact persons."""
+        rows = await service.list_contacts(node, request.user, str(customer_id))
+        return ContactList(items=[to_out(r, ContactOut) for r in rows])
+
+    @post("/{customer_id:uuid}/contacts")
+    async def add_contact(self, request: Request[Principal, Any, Any], node: Node,
+                          customer_id: Any, data: ContactCreate) -> ContactOut:
+        """Add a contact person."""
+        row = await service.create_contact(node, request.user, str(customer_id), values(data))
+        return to_out(row, ContactOut)
+
+    @patch("/{customer_id:uuid}/contacts/{contact_id:uuid}")
+    async def update_contact(self, request: Request[Principal, Any, Any], node: Node,
+                             customer_id: Any, contact_id: Any, data: ContactPatch
+                             ) -> ContactOut:
+        """Change a contact person's fields."""
+        row = await service.update_contact(node, request.user, str(customer_id),
+                                           str(contact_id), changes(data))
+        return to_out(row, ContactOut)

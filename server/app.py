@@ -1,0 +1,65 @@
+"""The Litestar application a node serves: REST API, OpenAPI at /schema, the PWA."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+
+from server.api.admin import CustomFieldController, OrgController, UserController, health, me
+from server.api.auth import BearerAuth, login
+from server.api.customers import CustomerController
+from server.api.problems import EXCEPTION_HANDLERS
+from server.config import Settings
+from server.node import VERSION, Node, open_node
+from server.services.users import LoginThrottle
+
+STATIC = Path(__file__).resolve().parent.parent / "static_pwa"
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the app for a node; the node's database opens at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.node = await open_node(settings)
+        try:
+            yield
+        finally:
+            await app.state.node.close()
+
+    async def provide_node(state: State) -> Node:
+        node: Node = state.node
+        return node
+
+    app = Litestar(
+        route_handlers=[
+            health, login, me, CustomerController, UserController, OrgController,
+            CustomFieldController,
+            create_static_files_router(path="/", directories=[STATIC], html_mode=True,
+                                       opt={"exclude_from_auth": True},
+                                       include_in_schema=False),
+        ],
+        dependencies={"node": Provide(provide_node)},
+        middleware=[DefineMiddleware(BearerAuth, exclude=["^/schema"])],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(title="Branchline", version=VERSION, path="/schema"),
+        request_max_body_size=settings.max_body_bytes,
+        lifespan=[lifespan],
+        cors_config=CORSConfig(allow_origins=[]),
+        debug=False,
+        logging_config=None,
+    )
+    app.state.throttle = LoginThrottle(settings.login_max_failures,
+                                       settings.login_window_seconds)
+    logging.getLogger("branchline").setLevel(logging.INFO)
+    return app

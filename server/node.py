@@ -1,0 +1,184 @@
+"""A running node: its settings, database and token signer; and creating one."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from crypto import (
+    KeyFileError,
+    TokenSigner,
+    generate_db_key,
+    parse_hex_key,
+    read_key_file,
+    write_key_file,
+)
+from schema import Database, SchemaError, WrongKeyError, new_id, node_meta
+from server.config import (
+    CONFIG_FILE,
+    DB_FILE,
+    NodeConfig,
+    Role,
+    Settings,
+    default_key_file,
+    write_config,
+)
+from server.errors import NodeError
+
+VERSION = "0.1.0"
+
+
+@dataclass
+class Node:
+    """Everything a request handler or command needs from the node it runs on."""
+
+    settings: Settings
+    db: Database
+    signer: TokenSigner
+
+    @property
+    def node_id(self) -> str:
+        return self.settings.node.node_id
+
+    @property
+    def role(self) -> Role:
+        return self.settings.node.role
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+async def _meta(db: Database) -> dict[str, str]:
+    async with db.read() as conn:
+        rows = await conn.execute(select(node_meta.c.key, node_meta.c.value))
+        return dict(rows.tuples().all())
+
+
+async def _open_db(settings: Settings) -> Database:
+    try:
+        return await Database.open(settings.database_url, settings.db_key)
+    except WrongKeyError:
+        # A rekey interrupted after the database changed but before the new key file
+        # replaced the old one leaves the working key staged beside it.
+        staged = Path(f"{settings.node.key_file}.new") if settings.node.key_file else None
+        if settings.key_from_env or staged is None or not staged.exists():
+            raise
+        key = read_key_file(staged)
+        db = await Database.open(settings.database_url, key)
+        staged.replace(Path(str(settings.node.key_file)))
+        settings.db_key = key
+        return db
+
+
+async def open_node(settings: Settings) -> Node:
+    """Open the node's database, apply pending migrations, and load its secrets."""
+    try:
+        db = await _open_db(settings)
+    except SchemaError as exc:
+        raise NodeError(str(exc)) from None
+    try:
+        await db.migrate()
+        meta = await _meta(db)
+    except BaseException:
+        await db.dispose()
+        raise
+    if meta.get("node_id") != settings.node.node_id:
+        await db.dispose()
+        raise NodeError("the database belongs to another node than node.json says")
+    return Node(settings, db, TokenSigner(bytes.fromhex(meta["token_secret"])))
+
+
+@dataclass
+class InitResult:
+    """What `init` created; the admin password is shown once and never stored."""
+
+    node: NodeConfig
+    admin_username: str
+    admin_password: str
+    password_generated: bool
+    key_file: Path | None
+
+
+async def init_node(
+    data_dir: Path,
+    *,
+    role: Role,
+    name: str,
+    environ: Mapping[str, str],
+    key_file: Path | None = None,
+    database_url: str | None = None,
+    branch_code: str | None = None,
+) -> tuple[Node, InitResult]:
+    """Create a new node in `data_dir`: key, database, schema, identity, admin user."""
+    from server.services.users import create_user  # services import the node module
+
+    data_dir = data_dir.resolve()
+    if (data_dir / CONFIG_FILE).exists():
+        raise NodeError(f"{data_dir} already holds a node")
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise NodeError(f"{data_dir} is not empty")
+    created_dir = not data_dir.exists()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db_key: bytes | None = None
+    key_path: Path | None = None
+    try:
+        if database_url is None:
+            env_key = environ.get("BRANCHLINE_DB_KEY")
+            if env_key:
+                db_key = parse_hex_key(env_key, "BRANCHLINE_DB_KEY")
+            else:
+                db_key = generate_db_key()
+                key_path = (key_file or default_key_file(data_dir, environ)).resolve()
+                if key_path.exists():
+                    raise NodeError(f"key file {key_path} already exists; choose another path")
+                write_key_file(key_path, db_key)
+        config = NodeConfig(
+            node_id=new_id(), role=role, name=name, database_url=database_url,
+            key_file=str(key_path) if key_path else None, branch_code=branch_code,
+        )
+        settings = Settings(data_dir=data_dir, node=config, db_key=db_key)
+        try:
+            db = await Database.open(settings.database_url, db_key)
+        except SchemaError as exc:
+            raise NodeError(str(exc)) from None
+        try:
+            await db.migrate()
+            async with db.admin() as conn:
+                existing = (await conn.execute(select(node_meta.c.key))).first()
+                if existing is not None:
+                    raise NodeError("the database already holds a node")
+                await conn.execute(node_meta.insert(), [
+                    {"key": "node_id", "value": config.node_id},
+                    {"key": "role", "value": role},
+                    {"key": "token_secret", "value": secrets.token_hex(32)},
+                ])
+            meta = await _meta(db)
+            node = Node(settings, db, TokenSigner(bytes.fromhex(meta["token_secret"])))
+            password = environ.get("BRANCHLINE_ADMIN_PASSWORD") or ""
+            generated = not password
+            if generated:
+                password = secrets.token_urlsafe(12)
+            await create_user(node, None, username="admin", password=password, role="admin",
+                              display_name="系统管理员")
+        except BaseException:
+            await db.dispose()
+            raise
+        write_config(data_dir, config)
+    except BaseException as exc:
+        if key_path is not None and key_path.exists():
+            key_path.unlink()
+        if created_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        else:
+            for leftover in data_dir.glob(DB_FILE + "*"):
+                leftover.unlink()
+        if isinstance(exc, KeyFileError):
+            raise NodeError(str(exc)) from None
+        raise
+    return node, InitResult(config, "admin", password, generated, key_path)
+
