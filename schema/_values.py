@@ -65,7 +65,9 @@ def validate_id_number(field: str, value: str) -> str:
     """A resident ID number (居民身份证) with a correct checksum."""
     try:
         return str(ric.validate(value.strip().upper()))
-    except StdnumError:
+    except (StdnumError, KeyError, ValueError):
+        # python-stdnum raises KeyError for some region codes its table lacks a county
+        # for; such a number cannot be checked, so it is refused like a bad one.
         raise FieldError(field, "is not a valid resident ID number") from None
 
 
@@ -73,7 +75,7 @@ def validate_org_code(field: str, value: str) -> str:
     """A unified social credit code (统一社会信用代码) with a correct checksum."""
     try:
         return str(uscc.validate(value.strip().upper()))
-    except StdnumError:
+    except (StdnumError, KeyError, ValueError):
         raise FieldError(field, "is not a valid unified social credit code") from None
 
 

@@ -178,7 +178,7 @@ def demo(data_dir: Path, host: str, port: int, customers: int, no_serve: bool) -
         logins = run(read_logins(load_settings(data_dir)))
     click.echo(f"Logins (password for all: {DEMO_PASSWORD}):")
     for username, role, branch in logins:
-        click.echo(f"  {username:<14} {role:<18} {branch or 'HQ'}")
+        click.echo(f"  {username:<16} {role:<18} {branch or 'HQ'}")
     if no_serve:
         return
     click.echo(f"Branchline demo HQ at http://{host}:{port}/  (API docs: "

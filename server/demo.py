@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,9 +11,8 @@ from typing import Any
 
 from faker import Faker
 from sqlalchemy import select
-from stdnum.cn import ric
 
-from schema import TABLES, normalize_mobile
+from schema import TABLES, normalize_mobile, validate_id_number
 from server.config import Settings
 from server.node import Node, init_node, open_node
 from server.services import custom_fields, customers, org
@@ -47,6 +47,13 @@ STAGES = ["potential", "new", "stable", "old", "lost"]
 TAGS = ["高净值", "价格敏感", "老客户", "企业采购", "会员", "线上", "节日礼品"]
 
 
+def _valid_ric(number: str) -> str | None:
+    try:
+        return validate_id_number("id_number", number)
+    except FieldError:
+        return None
+
+
 def _mobile(fake: Faker) -> str:
     while True:
         try:
@@ -65,10 +72,11 @@ def _customer(fake: Faker, rnd: random.Random, owner: Principal, now: datetime
         "customer_type": "organisation" if organisation else "person",
         "source": rnd.choice(SOURCES),
         "industry": fake.company_suffix() if organisation else None,
-        "address": fake.address().replace("\n", " "),
+        # Faker's zh_CN address() sometimes fails on a missing `county`; compose it.
+        "address": f"{fake.province()}{fake.city()}{fake.district()}区{fake.street_address()}",
         "mobile": _mobile(fake),
         "email": fake.free_email() if rnd.random() < 0.5 else None,
-        "id_number": None if organisation or not ric.is_valid(ssn) else ssn,
+        "id_number": None if organisation else _valid_ric(ssn),
         "birthday": None if organisation else fake.date_of_birth(minimum_age=20, maximum_age=75),
         "intention": rnd.random() < 0.3,
         "agency": rnd.random() < 0.05,
@@ -99,43 +107,53 @@ async def build_demo(data_dir: Path, count: int, environ: Mapping[str, str]
                      ) -> list[tuple[str, str, str | None]]:
     """Create the demo node and its data; return (username, role, branch) logins."""
     env = {**environ, "BRANCHLINE_ADMIN_PASSWORD": DEMO_PASSWORD}
-    node, _ = await init_node(data_dir, role="hq", name="演示总部", environ=env)
+    node, result = await init_node(data_dir, role="hq", name="演示总部", environ=env)
     try:
-        for code, name in REGIONS:
-            await org.create_region(node, None, code, name)
-        for code, name, region in BRANCHES:
-            await org.create_branch(node, None, {"code": code, "name": name, "region": region,
-                                                 "address": None})
-        for dept in ("销售部", "客服部", "市场部"):
-            await org.create_department(node, None, dept, None)
-        for code, _, _ in BRANCHES:
-            for dept in ("销售部", "客服部", "维修部"):
-                await org.create_department(node, None, dept, code)
-        for username, display, role, branch, dept in USERS:
-            await create_user(node, None, username=username, password=DEMO_PASSWORD, role=role,
-                              display_name=display, branch=branch, department=dept)
-        archivist = await _principal(node, "archivist")
-        await custom_fields.create_field(node, archivist, {
-            "entity": "customer", "name": "wechat", "label": "微信号", "field_type": "text",
-            "required": False, "choices": [], "max_length": 64})
-        await custom_fields.create_field(node, archivist, {
-            "entity": "customer", "name": "vip_level", "label": "会员等级",
-            "field_type": "choice", "required": False, "choices": ["普通", "银卡", "金卡"],
-            "max_length": None})
-        reps = [await _principal(node, u[0]) for u in USERS if u[2] == "sales_rep"]
-        fake = Faker("zh_CN")
-        fake.seed_instance(2026)
-        rnd = random.Random(2026)
-        now = datetime.now(UTC)
-        batch: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-        for i in range(count):
-            batch.append(_customer(fake, rnd, reps[i % len(reps)], now))
-            if len(batch) == 250 or i == count - 1:
-                await customers.create_customers(node, archivist, batch)
-                batch = []
-        return await _logins(node)
+        return await _populate(node, count)
+    except BaseException:
+        await node.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        if result.key_file is not None:
+            result.key_file.unlink(missing_ok=True)
+        raise
     finally:
         await node.close()
+
+
+async def _populate(node: Node, count: int) -> list[tuple[str, str, str | None]]:
+    for code, name in REGIONS:
+        await org.create_region(node, None, code, name)
+    for code, name, region in BRANCHES:
+        await org.create_branch(node, None, {"code": code, "name": name, "region": region,
+                                             "address": None})
+    for dept in ("销售部", "客服部", "市场部"):
+        await org.create_department(node, None, dept, None)
+    for code, _, _ in BRANCHES:
+        for dept in ("销售部", "客服部", "维修部"):
+            await org.create_department(node, None, dept, code)
+    for username, display, role, branch, dept in USERS:
+        await create_user(node, None, username=username, password=DEMO_PASSWORD, role=role,
+                          display_name=display, branch=branch, department=dept)
+    archivist = await _principal(node, "archivist")
+    await custom_fields.create_field(node, archivist, {
+        "entity": "customer", "name": "wechat", "label": "微信号", "field_type": "text",
+        "required": False, "choices": [], "max_length": 64})
+    await custom_fields.create_field(node, archivist, {
+        "entity": "customer", "name": "vip_level", "label": "会员等级",
+        "field_type": "choice", "required": False, "choices": ["普通", "银卡", "金卡"],
+        "max_length": None})
+    reps = [await _principal(node, u[0]) for u in USERS if u[2] == "sales_rep"]
+    fake = Faker("zh_CN")
+    fake.seed_instance(2026)
+    rnd = random.Random(2026)
+    now = datetime.now(UTC)
+    batch: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for i in range(count):
+        batch.append(_customer(fake, rnd, reps[i % len(reps)], now))
+        if len(batch) == 250 or i == count - 1:
+            await customers.create_customers(node, archivist, batch)
+            batch = []
+    return await _logins(node)
 
 
 async def _logins(node: Node) -> list[tuple[str, str, str | None]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,11 @@ async def init_node(
                 db_key = generate_db_key()
                 key_path = (key_file or default_key_file(data_dir, environ)).resolve()
                 if key_path.exists():
-                    raise NodeError(f"key file {key_path} already exists; choose another path")
+                    if key_file is not None:
+                        raise NodeError(f"key file {key_path} already exists; choose another")
+                    # The default key of a node once kept at this (now empty) path: keep
+                    # it aside rather than destroy a key someone may still need.
+                    key_path.replace(key_path.with_name(f"{key_path.name}.{int(time.time())}.old"))
                 write_key_file(key_path, db_key)
         config = NodeConfig(
             node_id=new_id(), role=role, name=name, database_url=database_url,
