@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 from litestar import Controller, Request, get, patch, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from server.api.types import (
     ContactCreate,
@@ -26,6 +28,9 @@ from server.node import Node
 from server.services import customers as service
 from server.services.principal import Principal
 
+NodeDep = NamedDependency[Node]
+Req = Request[Principal, Any, Any]
+
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 Filter = Annotated[str | None, Parameter(max_length=200)]
 Cursor = Annotated[str | None, Parameter(max_length=200)]
@@ -38,77 +43,130 @@ class CustomerController(Controller):
     tags = ["customers"]
 
     @post("/")
-    async def create(self, request: Request[Principal, Any, Any], node: Node,
-                     data: CustomerCreate) -> CustomerOut:
+    async def create(
+        self,
+        request: Req,
+        node: NodeDep,
+        data: JSONBody[CustomerCreate],
+    ) -> CustomerOut:
         """Register a customer, optionally with contacts."""
         contacts = [values(c) for c in data.contacts]
         row = await service.create_customer(
-            node, request.user, values(data, exclude=frozenset({"contacts"})), contacts)
+            node, request.user, values(data, exclude=frozenset({"contacts"})), contacts
+        )
         return to_out(row, CustomerOut)
 
     @get("/")
-    async def list(self, request: Request[Principal, Any, Any], node: Node,
-                   q: Filter = None, mobile: Filter = None, id_number: Filter = None,
-                   customer_class: Filter = None, branch: Filter = None,
-                   owner_id: Filter = None, lifecycle_stage: Filter = None,
-                   tags: Filter = None, source: Filter = None, department: Filter = None,
-                   intention: bool | None = None, agency: bool | None = None,
-                   cursor: Cursor = None, limit: Limit = 50) -> CustomerPage:
+    async def list(
+        self,
+        request: Req,
+        node: NodeDep,
+        q: Filter = None,
+        mobile: Filter = None,
+        id_number: Filter = None,
+        customer_class: Filter = None,
+        branch: Filter = None,
+        owner_id: Filter = None,
+        lifecycle_stage: Filter = None,
+        tags: Filter = None,
+        source: Filter = None,
+        department: Filter = None,
+        intention: FromQuery[bool | None] = None,
+        agency: FromQuery[bool | None] = None,
+        cursor: Cursor = None,
+        limit: Limit = 50,
+    ) -> CustomerPage:
         """Customers you may see, newest first; `q` searches names (汉字, pinyin,
         initials); other parameters filter by the field of the same name."""
-        filters = {"mobile": mobile, "id_number": id_number, "customer_class": customer_class,
-                   "branch": branch, "owner_id": owner_id, "lifecycle_stage": lifecycle_stage,
-                   "tags": tags, "source": source, "department": department,
-                   "intention": intention, "agency": agency}
-        rows, next_cursor = await service.list_customers(node, request.user, filters, q,
-                                                         cursor, limit)
-        return CustomerPage(items=[to_out(r, CustomerOut) for r in rows],
-                            next_cursor=next_cursor)
+        filters = {
+            "mobile": mobile,
+            "id_number": id_number,
+            "customer_class": customer_class,
+            "branch": branch,
+            "owner_id": owner_id,
+            "lifecycle_stage": lifecycle_stage,
+            "tags": tags,
+            "source": source,
+            "department": department,
+            "intention": intention,
+            "agency": agency,
+        }
+        rows, next_cursor = await service.list_customers(
+            node, request.user, filters, q, cursor, limit
+        )
+        return CustomerPage(items=[to_out(r, CustomerOut) for r in rows], next_cursor=next_cursor)
 
     @get("/{customer_id:uuid}")
-    async def read(self, request: Request[Principal, Any, Any], node: Node,
-                   customer_id: Any) -> CustomerOut:
+    async def read(
+        self,
+        request: Req,
+        node: NodeDep,
+        customer_id: FromPath[UUID],
+    ) -> CustomerOut:
         """One customer archive with its contacts."""
-        return to_out(await service.get_customer(node, request.user, str(customer_id)),
-                      CustomerOut)
+        return to_out(await service.get_customer(node, request.user, str(customer_id)), CustomerOut)
 
     @patch("/{customer_id:uuid}")
-    async def update(self, request: Request[Principal, Any, Any], node: Node,
-                     customer_id: Any, data: CustomerPatch) -> CustomerOut:
+    async def update(
+        self,
+        request: Req,
+        node: NodeDep,
+        customer_id: FromPath[UUID],
+        data: JSONBody[CustomerPatch],
+    ) -> CustomerOut:
         """Change only the fields sent; each change is kept in the field history."""
-        row = await service.update_customer(node, request.user, str(customer_id),
-                                            changes(data))
+        row = await service.update_customer(node, request.user, str(customer_id), changes(data))
         return to_out(row, CustomerOut)
 
     @get("/{customer_id:uuid}/history")
-    async def history(self, request: Request[Principal, Any, Any], node: Node,
-                      customer_id: Any, cursor: Cursor = None, limit: Limit = 50
-                      ) -> HistoryPage:
+    async def history(
+        self,
+        request: Req,
+        node: NodeDep,
+        customer_id: FromPath[UUID],
+        cursor: Cursor = None,
+        limit: Limit = 50,
+    ) -> HistoryPage:
         """Who changed which field, when, from what to what (newest first)."""
         rows, next_cursor = await service.customer_history(
-            node, request.user, str(customer_id), cursor, limit)
-        return HistoryPage(items=[to_out(r, HistoryEntry) for r in rows],
-                           next_cursor=next_cursor)
+            node, request.user, str(customer_id), cursor, limit
+        )
+        return HistoryPage(items=[to_out(r, HistoryEntry) for r in rows], next_cursor=next_cursor)
 
     @get("/{customer_id:uuid}/contacts")
-    async def contacts(self, request: Request[Principal, Any, Any], node: Node,
-                       customer_id: Any) -> ContactList:
+    async def contacts(
+        self,
+        request: Req,
+        node: NodeDep,
+        customer_id: FromPath[UUID],
+    ) -> ContactList:
         """The customer's contact persons."""
         rows = await service.list_contacts(node, request.user, str(customer_id))
         return ContactList(items=[to_out(r, ContactOut) for r in rows])
 
     @post("/{customer_id:uuid}/contacts")
-    async def add_contact(self, request: Request[Principal, Any, Any], node: Node,
-                          customer_id: Any, data: ContactCreate) -> ContactOut:
+    async def add_contact(
+        self,
+        request: Req,
+        node: NodeDep,
+        customer_id: FromPath[UUID],
+        data: JSONBody[ContactCreate],
+    ) -> ContactOut:
         """Add a contact person."""
         row = await service.create_contact(node, request.user, str(customer_id), values(data))
         return to_out(row, ContactOut)
 
     @patch("/{customer_id:uuid}/contacts/{contact_id:uuid}")
-    async def update_contact(self, request: Request[Principal, Any, Any], node: Node,
-                             customer_id: Any, contact_id: Any, data: ContactPatch
-                             ) -> ContactOut:
+    async def update_contact(
+        self,
+        request: Req,
+        node: NodeDep,
+        customer_id: FromPath[UUID],
+        contact_id: FromPath[UUID],
+        data: JSONBody[ContactPatch],
+    ) -> ContactOut:
         """Change a contact person's fields."""
-        row = await service.update_contact(node, request.user, str(customer_id),
-                                           str(contact_id), changes(data))
+        row = await service.update_contact(
+            node, request.user, str(customer_id), str(contact_id), changes(data)
+        )
         return to_out(row, ContactOut)

@@ -14,17 +14,36 @@ from server.errors import AuthError, ForbiddenError, NodeError, ThrottledError
 
 log = logging.getLogger("branchline.http")
 MEDIA = "application/problem+json"
-_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
-           415: "Unsupported Media Type", 422: "Unprocessable Content",
-           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
-def problem(status: int, detail: str, *, errors: list[dict[str, str]] | None = None,
-            headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
     """A problem+json response."""
-    body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(status, "Error"),
-                            "status": status, "detail": detail}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
     if errors is not None:
         body["errors"] = errors
     return Response(body, status_code=status, media_type=MEDIA, headers=headers)
@@ -58,13 +77,13 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         detail = f"{first['field']}: {first['message']}"
         if "UTF-8" in detail or "malformed" in detail.lower() or "JSON" in detail:
             return problem(400, detail, errors=errors)
-        return problem(422 if errors and first["field"] != "body" else 400, detail,
-                       errors=errors)
+        return problem(422 if errors and first["field"] != "body" else 400, detail, errors=errors)
     if status >= 500:
         log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
         return problem(status, _TITLES.get(status, "Error"))
-    return problem(status, exc.detail or _TITLES.get(status, "Error"),
-                   headers=dict(exc.headers or {}))
+    return problem(
+        status, exc.detail or _TITLES.get(status, "Error"), headers=dict(exc.headers or {})
+    )
 
 
 def handle_domain(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -79,12 +98,16 @@ def handle_domain(request: Request[Any, Any, Any], exc: Exception) -> Response[A
     if isinstance(exc, ConflictError):
         return problem(409, str(exc))
     if isinstance(exc, UnicodeDecodeError):
-        return problem(400, "body: is not valid UTF-8",
-                       errors=[{"field": "body", "message": "is not valid UTF-8"}])
+        return problem(
+            400,
+            "body: is not valid UTF-8",
+            errors=[{"field": "body", "message": "is not valid UTF-8"}],
+        )
     if isinstance(exc, ThrottledError):
         return problem(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
-    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path,
-              exc_info=exc)
+    log.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
+    )
     return problem(500, "internal error; the node's log has the details")
 
 

@@ -229,7 +229,8 @@ class CustomerCreate(Struct, forbid_unknown_fields=True, kw_only=True):
     registered_at: datetime | None = None
     custom: CustomValues = msgspec.field(default_factory=dict)
     contacts: Annotated[list[ContactCreate], Meta(max_length=20)] = msgspec.field(
-        default_factory=list)
+        default_factory=list
+    )
 
 
 class CustomerPatch(Struct, forbid_unknown_fields=True, kw_only=True):
