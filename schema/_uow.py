@@ -55,7 +55,7 @@ class UnitOfWork:
         query = select(node_counters.c.name, node_counters.c.value)
         if self.conn.dialect.name == "postgresql":
             query = query.with_for_update()
-        counters = dict((await self.conn.execute(query)).tuples().all())
+        counters = dict((await self.conn.execute(query)).all())
         self._clock = int(counters.get("clock", 0))
         self._seq = int(counters.get("seq", 0)) + 1
 
@@ -158,6 +158,7 @@ class UnitOfWork:
             if f.name not in row and default is not None:
                 arg: Any = getattr(default, "arg", None)
                 row[f.name] = arg(None) if getattr(default, "is_callable", False) else arg
+            row.setdefault(f.name, None)
         return row
 
     async def _upsert(self, table: Any, rows: list[dict[str, Any]], keys: tuple[str, ...],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,10 +21,25 @@ T = TypeVar("T")
 DataDir = click.Path(file_okay=False, path_type=Path)
 
 
+def _join_sqlite_workers(timeout: float = 5.0) -> None:
+    """Wait for aiosqlite worker threads still winding down. A connection that failed to
+    open (e.g. a wrong key) is stopped without being awaited; if the loop closes first,
+    its thread prints an "Event loop is closed" traceback."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and thread.name.endswith(
+                "(_connection_worker_thread)"):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; known errors become one line on stderr and exit status 1."""
     try:
-        return asyncio.run(coro)
+        with asyncio.Runner() as runner:
+            try:
+                return runner.run(coro)
+            finally:
+                _join_sqlite_workers()  # while the loop is still open
     except (NodeError, SchemaError, CryptoError) as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -162,7 +162,7 @@ async def _logins(node: Node) -> list[tuple[str, str, str | None]]:
         rows = await conn.execute(select(users.c.username, users.c.role, users.c.branch)
                                   .order_by(users.c.branch.is_not(None), users.c.branch,
                                             users.c.username))
-        return [(r[0], r[1], r[2]) for r in rows.tuples()]
+        return [(r[0], r[1], r[2]) for r in rows]
 
 
 async def read_logins(settings: Settings) -> list[tuple[str, str, str | None]]:

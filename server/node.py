@@ -57,7 +57,7 @@ class Node:
 async def _meta(db: Database) -> dict[str, str]:
     async with db.read() as conn:
         rows = await conn.execute(select(node_meta.c.key, node_meta.c.value))
-        return dict(rows.tuples().all())
+        return dict(rows.all())
 
 
 async def _open_db(settings: Settings) -> Database:

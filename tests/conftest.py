@@ -19,7 +19,7 @@ from sqlalchemy import make_url
 
 from server.app import create_app
 from server.config import Settings, load_settings
-from server.node import Node, init_node
+from server.node import Node, init_node, open_node
 from server.services.principal import Principal
 from server.services.users import create_user
 
@@ -79,10 +79,12 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
 
 
 @pytest.fixture
-def node(client: AsyncTestClient[Any]) -> Node:
-    """The node behind `client`."""
-    n: Node = client.app.state.node
-    return n
+async def node(settings: Settings) -> AsyncIterator[Node]:
+    """The node's database opened in the test's own event loop (the test client runs
+    the app's copy in another), for arranging data and checking what was written."""
+    n = await open_node(settings)
+    yield n
+    await n.close()
 
 
 async def login(client: AsyncTestClient[Any], username: str, password: str = PASSWORD

@@ -336,8 +336,16 @@ T = TypeVar("T")
 
 def to_out(row: dict[str, Any], out: type[T]) -> T:
     """Build a response Struct from a row, ignoring columns the Struct does not show."""
-    # SQLAlchemy's keys are `quoted_name` (a str subclass) that msgspec refuses as keys.
-    return msgspec.convert({str(k): v for k, v in row.items()}, out, strict=False)
+    return msgspec.convert(_plain(row), out, strict=False)
+
+
+def _plain(value: Any) -> Any:
+    # SQLAlchemy row keys are `quoted_name` (a str subclass) that msgspec refuses as keys.
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def changes(patch: Struct) -> dict[str, Any]:

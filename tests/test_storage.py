@@ -1,0 +1,139 @@
+"""The unit of work, encrypted storage and migrations, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select
+
+from crypto import generate_db_key
+from schema import (
+    ENTITIES,
+    TABLES,
+    Database,
+    StorageError,
+    WrongKeyError,
+    metadata,
+    sqlite_url,
+    sync_cells,
+)
+from server.node import Node
+
+customers = TABLES["customers"]
+history = TABLES["field_history"]
+
+
+async def _cells(node: Node, row_id: str) -> dict[str, tuple[int, str, int]]:
+    async with node.db.read() as conn:
+        rows = await conn.execute(select(sync_cells).where(sync_cells.c.row_id == row_id))
+        return {r.col: (r.clock, r.origin, r.seq) for r in rows}
+
+
+async def test_insert_records_every_replicated_cell_with_clock_and_origin(node: Node) -> None:
+    async with node.db.write(node.node_id, None) as uow:
+        row = await uow.insert("customers", {"name": "张三", "customer_type": "person",
+                                             "source": "call", "registered_at": _now()})
+    cells = await _cells(node, row["id"])
+    assert set(cells) == set(ENTITIES["customers"].replicated_columns)
+    assert "search_keys" not in cells  # derived locally, never replicated
+    assert {origin for _, origin, _ in cells.values()} == {node.node_id}
+    assert len({seq for *_, seq in cells.values()}) == 1
+
+
+async def test_update_records_only_changed_cells_and_history(node: Node) -> None:
+    async with node.db.write(node.node_id, None) as uow:
+        row = await uow.insert("customers", {"name": "李四", "customer_type": "person",
+                                             "source": "call", "registered_at": _now()})
+    before = await _cells(node, row["id"])
+    async with node.db.write(node.node_id, "someone") as uow:
+        await uow.update("customers", row["id"], {"name": "李四", "industry": "零售"})
+    after = await _cells(node, row["id"])
+    changed = {c for c in after if after[c] != before[c]}
+    assert changed == {"industry", "updated_at"}
+    assert after["industry"][0] > max(c[0] for c in before.values())
+    async with node.db.read() as conn:
+        entries = (await conn.execute(select(history).where(history.c.row_id == row["id"]))).all()
+    assert [(e.column_name, e.old_value, e.new_value, e.changed_by) for e in entries] == [
+        ("industry", None, "零售", "someone")]
+    async with node.db.read() as conn:
+        keys = (await conn.execute(select(customers.c.search_keys))).scalar_one()
+    assert "lisi" in keys
+
+
+async def test_failed_unit_of_work_writes_nothing(node: Node) -> None:
+    async def count() -> int:
+        async with node.db.read() as conn:
+            return int((await conn.execute(select(func.count()).select_from(sync_cells)))
+                       .scalar_one())
+
+    start = await count()
+    with pytest.raises(ValueError, match="unknown columns"):
+        async with node.db.write(node.node_id, None) as uow:
+            await uow.insert("customers", {"name": "王五", "customer_type": "person",
+                                           "source": "call", "registered_at": _now()})
+            await uow.insert("customers", {"name": "x", "nonsense": 1})
+    assert await count() == start
+
+
+async def test_concurrent_units_of_work_serialise_and_clocks_stay_unique(node: Node) -> None:
+    async def write(i: int) -> str:
+        async with node.db.write(node.node_id, None) as uow:
+            row = await uow.insert("customers", {"name": f"客户{i}", "customer_type": "person",
+                                                 "source": "call", "registered_at": _now()})
+            return str(row["id"])
+
+    ids = await asyncio.gather(*(write(i) for i in range(20)))
+    async with node.db.read() as conn:
+        rows = (await conn.execute(select(sync_cells.c.clock, sync_cells.c.seq)
+                                   .where(sync_cells.c.col == "name"))).all()
+    assert len(ids) == len(set(ids)) == 20
+    assert len({r.clock for r in rows}) == 20 and len({r.seq for r in rows}) == 20
+
+
+async def test_migrations_match_the_declared_schema(node: Node) -> None:
+    async with node.db.admin() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
+    assert diff == []
+
+
+async def test_wrong_key_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "x.db")
+    db = await Database.open(url, generate_db_key())
+    await db.migrate()
+    await db.dispose()
+    with pytest.raises(WrongKeyError, match="key"):
+        await Database.open(url, generate_db_key())
+
+
+async def test_sqlite_file_is_encrypted_and_temp_store_is_memory(tmp_path: Path) -> None:
+    key = generate_db_key()
+    db = await Database.open(sqlite_url(tmp_path / "x.db"), key)
+    await db.migrate()
+    async with db.read() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA temp_store")).scalar_one() == 2
+        assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar_one() == "wal"
+        assert (await conn.exec_driver_sql("PRAGMA cipher_version")).scalar_one()
+    await db.dispose()
+    assert not (tmp_path / "x.db").read_bytes().startswith(b"SQLite format 3")
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "not a url", "sqlite+aiosqlite:///"])
+async def test_unsupported_database_urls_fail_cleanly(url: str) -> None:
+    with pytest.raises(StorageError):
+        await Database.open(url, generate_db_key())
+
+
+async def test_unreachable_postgresql_fails_cleanly() -> None:
+    with pytest.raises(StorageError, match="cannot connect"):
+        await Database.open("postgresql+asyncpg://postgres@127.0.0.1:1/none", None)
+
+
+def _now():  # type: ignore[no-untyped-def]
+    from schema import utcnow
+
+    return utcnow()
