@@ -131,9 +131,9 @@ async def _populate(node: Node, count: int) -> list[tuple[str, str, str | None]]
     for code, _, _ in BRANCHES:
         for dept in ("销售部", "客服部", "维修部"):
             await org.create_department(node, None, dept, code)
-    for username, display, role, branch, dept in USERS:
+    for username, display, role, branch, department in USERS:
         await create_user(node, None, username=username, password=DEMO_PASSWORD, role=role,
-                          display_name=display, branch=branch, department=dept)
+                          display_name=display, branch=branch, department=department)
     archivist = await _principal(node, "archivist")
     await custom_fields.create_field(node, archivist, {
         "entity": "customer", "name": "wechat", "label": "微信号", "field_type": "text",

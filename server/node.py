@@ -127,6 +127,7 @@ async def init_node(
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db_key: bytes | None = None
     key_path: Path | None = None
+    wrote_key = False  # only a key this call wrote may be removed on failure
     try:
         if database_url is None:
             env_key = environ.get("BRANCHLINE_DB_KEY")
@@ -142,6 +143,7 @@ async def init_node(
                     # it aside rather than destroy a key someone may still need.
                     key_path.replace(key_path.with_name(f"{key_path.name}.{int(time.time())}.old"))
                 write_key_file(key_path, db_key)
+                wrote_key = True
         config = NodeConfig(
             node_id=new_id(), role=role, name=name, database_url=database_url,
             key_file=str(key_path) if key_path else None, branch_code=branch_code,
@@ -175,7 +177,7 @@ async def init_node(
             raise
         write_config(data_dir, config)
     except BaseException as exc:
-        if key_path is not None and key_path.exists():
+        if wrote_key and key_path is not None and key_path.exists():
             key_path.unlink()
         if created_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
