@@ -15,9 +15,22 @@ from schema._errors import (
     WrongKeyError,
 )
 from schema._ids import new_id
-from schema._policy import Entity, Field, Merge, Sensitivity
+from schema._policy import Entity, Field, Sensitivity
+from sync import Merge
 from schema._roles import CUSTOM_FIELD_ADMINS, CUSTOMER_EDITORS, ORG_ADMINS, ROLES, Role
-from schema._tables import TABLES, metadata, node_counters, node_meta, sync_cells
+from schema._tables import (
+    TABLES,
+    metadata,
+    node_counters,
+    node_meta,
+    nodes,
+    sync_cells,
+    sync_members,
+    sync_peers,
+    sync_quarantine,
+    sync_rows,
+    sync_tallies,
+)
 from schema._types import UtcDateTime, utcnow
 from schema._uow import UnitOfWork
 from schema._values import (
@@ -62,7 +75,13 @@ __all__ = [
     "normalize_phone",
     "search_keys",
     "sqlite_url",
+    "nodes",
     "sync_cells",
+    "sync_members",
+    "sync_peers",
+    "sync_quarantine",
+    "sync_rows",
+    "sync_tallies",
     "utcnow",
     "validate_id_number",
     "validate_org_code",

@@ -7,6 +7,7 @@ run concurrently under WAL while writes never fight over the lock.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -75,7 +76,14 @@ def _sqlite_engine(url: str, path: str, key: bytes, *, readonly: bool, size: int
     connect = _connector(path, key, readonly=readonly)
 
     async def creator() -> aiosqlite.Connection:
-        return await aiosqlite.Connection(connect, 64)
+        conn = aiosqlite.Connection(connect, 64)
+        try:
+            return await conn
+        except BaseException:
+            # aiosqlite stops its worker thread on a failed connect and reports back to
+            # this loop; wait for it so it never calls into a loop that has closed.
+            await asyncio.to_thread(conn._thread.join, 5)
+            raise
 
     engine = create_async_engine(
         url, async_creator=creator, poolclass=AsyncAdaptedQueuePool, json_serializer=_json,
@@ -95,6 +103,9 @@ class Database:
 
     def __init__(self, kind: Kind, writer: AsyncEngine, reader: AsyncEngine) -> None:
         self.kind: Kind = kind
+        self.hq_authority = True
+        """Whether local writes to HQ-authoritative fields take effect (HQ) or become
+        change requests (every other node)."""
         self._writer = writer
         self._reader = reader
 
@@ -156,7 +167,8 @@ class Database:
         Commits when the block exits normally, rolls back when it raises.
         """
         async with self._writer.connect() as conn, conn.begin():
-            uow = UnitOfWork(conn, node_id=node_id, actor_id=actor_id)
+            uow = UnitOfWork(conn, node_id=node_id, actor_id=actor_id,
+                             hq_authority=self.hq_authority)
             await uow.start()
             yield uow
             await uow.finish()

@@ -13,6 +13,9 @@ from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, Integer, String,
 from schema._policy import Entity, Field, Merge, Sensitivity
 from schema._types import UtcDateTime
 
+FILING_STATES = ("registered", "filed", "archived")
+"""Registration (登记) → filing (备案) → archived; re-opening starts a new cycle."""
+
 C = Sensitivity.CONFIDENTIAL
 S = Sensitivity.SECRET
 
@@ -92,7 +95,11 @@ CUSTOMERS = Entity("customers", (
     Field(Column("referrer_user_id", String(36))),
     Field(Column("customer_class", String(32), index=True)),
     Field(Column("lifecycle_stage", String(16), index=True)),
-    Field(Column("tags", JSON, nullable=False, default=list)),
+    Field(Column("tags", JSON, nullable=False, default=list), merge=Merge.ADD_WINS_SET),
+    Field(Column("points", BigInteger, nullable=False, default=0), merge=Merge.COUNTER),
+    Field(Column("credit_limit_fen", BigInteger), merge=Merge.HQ_AUTHORITATIVE),
+    Field(Column("filing_status", String(16), nullable=False, default="registered"),
+          merge=Merge.STATE, states=FILING_STATES),
     Field(Column("preferences", String(2000))),
     Field(Column("notes", String(4000))),
     Field(Column("branch", String(16), index=True)),
@@ -138,6 +145,7 @@ FIELD_HISTORY = Entity("field_history", (
     _id(),
     Field(Column("table_name", String(32), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("row_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
+    Field(Column("customer_id", String(36), index=True), merge=Merge.IMMUTABLE),
     Field(Column("column_name", String(64), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("old_value", JSON), merge=Merge.IMMUTABLE),
     Field(Column("new_value", JSON), merge=Merge.IMMUTABLE),
@@ -145,11 +153,48 @@ FIELD_HISTORY = Entity("field_history", (
     Field(Column("changed_at", UtcDateTime(), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("node_id", String(36), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("clock", BigInteger, nullable=False), merge=Merge.IMMUTABLE),
+), append_only=True)
+
+CONFLICTS = Entity("conflicts", (
+    _id(),
+    Field(Column("table_name", String(32), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("row_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
+    Field(Column("column_name", String(64), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("customer_id", String(36), index=True), merge=Merge.IMMUTABLE),
+    Field(Column("branch", String(16), index=True), merge=Merge.IMMUTABLE),
+    Field(Column("policy", String(20), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("winner_value", JSON), merge=Merge.IMMUTABLE),
+    Field(Column("loser_value", JSON), merge=Merge.IMMUTABLE),
+    Field(Column("winner_node", String(36), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("loser_node", String(36), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("winner_clock", BigInteger, nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("loser_clock", BigInteger, nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("detected_by", String(36), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("status", String(16), nullable=False, default="open", index=True)),
+    Field(Column("resolved_by", String(36))),
+    Field(Column("resolution", String(500))),
+    *_stamps(),
 ))
+"""A concurrent write that lost (sync/SPEC.md §Conflicts): kept, listed, resolvable."""
+
+CHANGE_REQUESTS = Entity("change_requests", (
+    _id(),
+    Field(Column("table_name", String(32), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("row_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
+    Field(Column("column_name", String(64), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("customer_id", String(36), index=True), merge=Merge.IMMUTABLE),
+    Field(Column("value", JSON), merge=Merge.IMMUTABLE),
+    Field(Column("requested_by", String(36)), merge=Merge.IMMUTABLE),
+    Field(Column("node_id", String(36), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("status", String(16), nullable=False, default="pending"),
+          merge=Merge.HQ_AUTHORITATIVE),
+    *_stamps(),
+))
+"""A branch's write to an HQ-authoritative field, waiting for HQ to grant it."""
 
 ENTITIES: dict[str, Entity] = {
     e.table: e
     for e in (REGIONS, BRANCHES, DEPARTMENTS, USERS, CUSTOMERS, CONTACTS, CUSTOM_FIELDS,
-              FIELD_HISTORY)
+              FIELD_HISTORY, CONFLICTS, CHANGE_REQUESTS)
 }
 """Every replicated entity by table name."""

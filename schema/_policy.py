@@ -8,18 +8,7 @@ from typing import Any
 
 from sqlalchemy import Column
 
-
-class Merge(enum.StrEnum):
-    """How concurrent writes to one field on different nodes are reconciled."""
-
-    LWW = "lww"
-    """Newest hybrid-logical clock wins; node id breaks ties (the default)."""
-    FIRST_WRITE = "first_write"
-    """The earliest value wins for good (customer ownership, registration time)."""
-    COUNTER = "counter"
-    """Per-node totals summed (loyalty points); no increment is lost or doubled."""
-    IMMUTABLE = "immutable"
-    """Set once at creation and never changed (ids, foreign keys of history rows)."""
+from sync import Merge
 
 
 class Sensitivity(enum.StrEnum):
@@ -41,6 +30,8 @@ class Field:
     """False for columns derived locally from others (search keys)."""
     history: bool = True
     """Whether changes are kept in the field history (客户档案变动记录)."""
+    states: tuple[str, ...] = ()
+    """For `Merge.STATE`: the workflow states in order; the furthest wins."""
 
     @property
     def name(self) -> str:
@@ -54,6 +45,8 @@ class Entity:
     table: str
     fields: tuple[Field, ...]
     keep_history: bool = False
+    append_only: bool = False
+    """Rows are inserted once and never change (history, audit): no conflicts."""
     extra_indexes: tuple[tuple[str, ...], ...] = field(default=())
 
     def field(self, name: str) -> Field:

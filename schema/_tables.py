@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 from schema._entities import ENTITIES
+from schema._types import UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -35,6 +46,24 @@ node_counters = Table(
 )
 """Local monotonic counters: the hybrid logical clock and the change sequence."""
 
+sync_rows = Table(
+    "sync_rows",
+    metadata,
+    Column("tbl", String(32), primary_key=True),
+    Column("row_id", String(36), primary_key=True),
+    Column("cl", Integer, nullable=False),
+    Column("clock", BigInteger, nullable=False),
+    Column("origin", String(36), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("stamp_seq", BigInteger, nullable=False),
+    Index("ix_sync_rows_seq", "seq"),
+)
+"""One row per replicated row: its causal length (odd live, even deleted), the stamp
+(clock, origin) of every cell without an override, the local sequence number of the
+row's newest change (`seq`) and of its stamp and values (`stamp_seq`). State, not
+history: superseded versions are never kept (cr-sqlite style, one row not one per
+cell, so inserting a row costs one metadata row)."""
+
 sync_cells = Table(
     "sync_cells",
     metadata,
@@ -43,12 +72,83 @@ sync_cells = Table(
     Column("col", String(64), primary_key=True),
     Column("clock", BigInteger, nullable=False),
     Column("origin", String(36), nullable=False),
+    Column("rank", BigInteger, nullable=False, default=0),
+    Column("lineage", Text),
     Column("seq", BigInteger, nullable=False),
-    Index("ix_sync_cells_seq", "seq"),
 )
-"""One row per replicated cell: the clock and origin of its current value and the
-local sequence number at which this node last wrote or accepted it (cr-sqlite style:
-state, not history)."""
+"""Cells whose version differs from their row's stamp (written after the insert)."""
+
+sync_tallies = Table(
+    "sync_tallies",
+    metadata,
+    Column("tbl", String(32), primary_key=True),
+    Column("row_id", String(36), primary_key=True),
+    Column("col", String(64), primary_key=True),
+    Column("node", String(36), primary_key=True),
+    Column("inc", BigInteger, nullable=False),
+    Column("dec", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+"""Counter cells: each node's running totals of increments and decrements."""
+
+sync_members = Table(
+    "sync_members",
+    metadata,
+    Column("tbl", String(32), primary_key=True),
+    Column("row_id", String(36), primary_key=True),
+    Column("col", String(64), primary_key=True),
+    Column("elem", String(200), primary_key=True),
+    Column("node", String(36), primary_key=True),
+    Column("added", BigInteger, nullable=False),
+    Column("removed", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+"""Add-wins set cells: per element and node, the newest add and the newest add a
+remove had seen."""
+
+sync_peers = Table(
+    "sync_peers",
+    metadata,
+    Column("peer_id", String(36), primary_key=True),
+    Column("pulled", Text, nullable=False, default=""),
+    Column("pushed", Text, nullable=False, default=""),
+    Column("last_contact", UtcDateTime()),
+    Column("last_error", Text),
+    Column("clock_offset_ms", BigInteger),
+    Column("batches_in", BigInteger, nullable=False, default=0),
+    Column("batches_out", BigInteger, nullable=False, default=0),
+)
+"""Per peer: how far we have applied its changes (`pulled`) and how far it has
+acknowledged ours (`pushed`), as the sender's opaque cursors."""
+
+sync_quarantine = Table(
+    "sync_quarantine",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("peer_id", String(36), nullable=False),
+    Column("tbl", String(64), nullable=False),
+    Column("row_id", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+)
+"""Changes kept aside instead of applied (too far in the future, out of scope,
+malformed, unknown to this schema) so they never block the rest of the stream."""
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("branch", String(16)),
+    Column("public_key", String(64), nullable=False),
+    Column("url", String(300)),
+    Column("enrolled_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime()),
+    Column("revoked_reason", String(300)),
+)
+"""Nodes this node knows and trusts: at HQ every enrolled node, at a branch HQ."""
 
 customers = TABLES["customers"]
 contacts = TABLES["contacts"]
@@ -58,3 +158,5 @@ regions = TABLES["regions"]
 departments = TABLES["departments"]
 custom_field_defs = TABLES["custom_field_defs"]
 field_history = TABLES["field_history"]
+conflicts = TABLES["conflicts"]
+change_requests = TABLES["change_requests"]

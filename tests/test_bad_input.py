@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
-from schema import sync_cells
+from schema import sync_rows
 from server.node import Node
 
 Client = AsyncTestClient[Any]
@@ -18,7 +18,7 @@ Client = AsyncTestClient[Any]
 
 async def _writes(node: Node) -> int:
     async with node.db.read() as conn:
-        return int((await conn.execute(select(func.count()).select_from(sync_cells)))
+        return int((await conn.execute(select(func.count()).select_from(sync_rows)))
                    .scalar_one())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -20,6 +21,8 @@ from schema import (
     metadata,
     sqlite_url,
     sync_cells,
+    sync_members,
+    sync_rows,
 )
 from server.node import Node
 
@@ -33,32 +36,41 @@ async def _cells(node: Node, row_id: str) -> dict[str, tuple[int, str, int]]:
         return {r.col: (r.clock, r.origin, r.seq) for r in rows}
 
 
-async def test_insert_records_every_replicated_cell_with_clock_and_origin(node: Node) -> None:
+async def _stamp(node: Node, row_id: str) -> Any:
+    async with node.db.read() as conn:
+        return (await conn.execute(select(sync_rows).where(sync_rows.c.row_id == row_id))).one()
+
+
+async def test_insert_stamps_the_row_once_not_every_cell(node: Node) -> None:
     async with node.db.write(node.node_id, None) as uow:
         row = await uow.insert("customers", {"name": "张三", "customer_type": "person",
-                                             "source": "call", "registered_at": _now()})
-    cells = await _cells(node, row["id"])
-    assert set(cells) == set(ENTITIES["customers"].replicated_columns)
-    assert "search_keys" not in cells  # derived locally, never replicated
-    assert {origin for _, origin, _ in cells.values()} == {node.node_id}
-    assert len({seq for *_, seq in cells.values()}) == 1
+                                             "source": "call", "registered_at": _now(),
+                                             "tags": ["会员"]})
+    stamp = await _stamp(node, row["id"])
+    assert (stamp.cl, stamp.origin, stamp.seq) == (1, node.node_id, stamp.stamp_seq)
+    assert await _cells(node, row["id"]) == {}  # every cell carries the row stamp
+    async with node.db.read() as conn:
+        members = (await conn.execute(select(sync_members))).all()
+    assert [(m.elem, m.node, m.added > 0, m.removed) for m in members] == [
+        ("会员", node.node_id, True, 0)]
 
 
 async def test_update_records_only_changed_cells_and_history(node: Node) -> None:
     async with node.db.write(node.node_id, None) as uow:
         row = await uow.insert("customers", {"name": "李四", "customer_type": "person",
                                              "source": "call", "registered_at": _now()})
-    before = await _cells(node, row["id"])
+    before = await _stamp(node, row["id"])
     async with node.db.write(node.node_id, "someone") as uow:
         await uow.update("customers", row["id"], {"name": "李四", "industry": "零售"})
-    after = await _cells(node, row["id"])
-    changed = {c for c in after if after[c] != before[c]}
-    assert changed == {"industry", "updated_at"}
-    assert after["industry"][0] > max(c[0] for c in before.values())
+    cells = await _cells(node, row["id"])
+    assert set(cells) == {"industry", "updated_at"}
+    assert cells["industry"][0] > before.clock and cells["industry"][1] == node.node_id
+    after = await _stamp(node, row["id"])
+    assert after.seq > before.seq and after.stamp_seq == before.stamp_seq
     async with node.db.read() as conn:
         entries = (await conn.execute(select(history).where(history.c.row_id == row["id"]))).all()
-    assert [(e.column_name, e.old_value, e.new_value, e.changed_by) for e in entries] == [
-        ("industry", None, "零售", "someone")]
+    assert [(e.column_name, e.old_value, e.new_value, e.changed_by, e.customer_id)
+            for e in entries] == [("industry", None, "零售", "someone", row["id"])]
     async with node.db.read() as conn:
         keys = (await conn.execute(select(customers.c.search_keys))).scalar_one()
     assert "lisi" in keys
@@ -67,7 +79,7 @@ async def test_update_records_only_changed_cells_and_history(node: Node) -> None
 async def test_failed_unit_of_work_writes_nothing(node: Node) -> None:
     async def count() -> int:
         async with node.db.read() as conn:
-            return int((await conn.execute(select(func.count()).select_from(sync_cells)))
+            return int((await conn.execute(select(func.count()).select_from(sync_rows)))
                        .scalar_one())
 
     start = await count()
@@ -88,8 +100,8 @@ async def test_concurrent_units_of_work_serialise_and_clocks_stay_unique(node: N
 
     ids = await asyncio.gather(*(write(i) for i in range(20)))
     async with node.db.read() as conn:
-        rows = (await conn.execute(select(sync_cells.c.clock, sync_cells.c.seq)
-                                   .where(sync_cells.c.col == "name"))).all()
+        rows = (await conn.execute(select(sync_rows.c.clock, sync_rows.c.seq)
+                                   .where(sync_rows.c.tbl == "customers"))).all()
     assert len(ids) == len(set(ids)) == 20
     assert len({r.clock for r in rows}) == 20 and len({r.seq for r in rows}) == 20
 

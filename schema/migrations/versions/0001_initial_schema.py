@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 12:51:50.731431
+Create Date: 2026-11-26 13:08:48.088689
 """
 
 from __future__ import annotations
@@ -34,6 +34,56 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_branches")),
         sa.UniqueConstraint("code", name=op.f("uq_branches_code")),
     )
+    op.create_table(
+        "change_requests",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("table_name", sa.String(length=32), nullable=False),
+        sa.Column("row_id", sa.String(length=36), nullable=False),
+        sa.Column("column_name", sa.String(length=64), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=True),
+        sa.Column("value", sa.JSON(), nullable=True),
+        sa.Column("requested_by", sa.String(length=36), nullable=True),
+        sa.Column("node_id", sa.String(length=36), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_change_requests")),
+    )
+    with op.batch_alter_table("change_requests", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_change_requests_customer_id"), ["customer_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_change_requests_row_id"), ["row_id"], unique=False)
+
+    op.create_table(
+        "conflicts",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("table_name", sa.String(length=32), nullable=False),
+        sa.Column("row_id", sa.String(length=36), nullable=False),
+        sa.Column("column_name", sa.String(length=64), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=True),
+        sa.Column("branch", sa.String(length=16), nullable=True),
+        sa.Column("policy", sa.String(length=20), nullable=False),
+        sa.Column("winner_value", sa.JSON(), nullable=True),
+        sa.Column("loser_value", sa.JSON(), nullable=True),
+        sa.Column("winner_node", sa.String(length=36), nullable=False),
+        sa.Column("loser_node", sa.String(length=36), nullable=False),
+        sa.Column("winner_clock", sa.BigInteger(), nullable=False),
+        sa.Column("loser_clock", sa.BigInteger(), nullable=False),
+        sa.Column("detected_by", sa.String(length=36), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("resolved_by", sa.String(length=36), nullable=True),
+        sa.Column("resolution", sa.String(length=500), nullable=True),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conflicts")),
+    )
+    with op.batch_alter_table("conflicts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_conflicts_branch"), ["branch"], unique=False)
+        batch_op.create_index(batch_op.f("ix_conflicts_customer_id"), ["customer_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_conflicts_row_id"), ["row_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_conflicts_status"), ["status"], unique=False)
+
     op.create_table(
         "contacts",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -97,6 +147,9 @@ def upgrade() -> None:
         sa.Column("customer_class", sa.String(length=32), nullable=True),
         sa.Column("lifecycle_stage", sa.String(length=16), nullable=True),
         sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
+        sa.Column("credit_limit_fen", sa.BigInteger(), nullable=True),
+        sa.Column("filing_status", sa.String(length=16), nullable=False),
         sa.Column("preferences", sa.String(length=2000), nullable=True),
         sa.Column("notes", sa.String(length=4000), nullable=True),
         sa.Column("branch", sa.String(length=16), nullable=True),
@@ -137,6 +190,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("table_name", sa.String(length=32), nullable=False),
         sa.Column("row_id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=True),
         sa.Column("column_name", sa.String(length=64), nullable=False),
         sa.Column("old_value", sa.JSON(), nullable=True),
         sa.Column("new_value", sa.JSON(), nullable=True),
@@ -147,6 +201,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_field_history")),
     )
     with op.batch_alter_table("field_history", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_field_history_customer_id"), ["customer_id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_field_history_row_id"), ["row_id"], unique=False)
 
     op.create_table(
@@ -160,6 +217,19 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_node_meta")),
+    )
+    op.create_table(
+        "nodes",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("branch", sa.String(length=16), nullable=True),
+        sa.Column("public_key", sa.String(length=64), nullable=False),
+        sa.Column("url", sa.String(length=300), nullable=True),
+        sa.Column("enrolled_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_reason", sa.String(length=300), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_nodes")),
     )
     op.create_table(
         "regions",
@@ -178,12 +248,73 @@ def upgrade() -> None:
         sa.Column("col", sa.String(length=64), nullable=False),
         sa.Column("clock", sa.BigInteger(), nullable=False),
         sa.Column("origin", sa.String(length=36), nullable=False),
+        sa.Column("rank", sa.BigInteger(), nullable=False),
+        sa.Column("lineage", sa.Text(), nullable=True),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("tbl", "row_id", "col", name=op.f("pk_sync_cells")),
     )
-    with op.batch_alter_table("sync_cells", schema=None) as batch_op:
-        batch_op.create_index("ix_sync_cells_seq", ["seq"], unique=False)
+    op.create_table(
+        "sync_members",
+        sa.Column("tbl", sa.String(length=32), nullable=False),
+        sa.Column("row_id", sa.String(length=36), nullable=False),
+        sa.Column("col", sa.String(length=64), nullable=False),
+        sa.Column("elem", sa.String(length=200), nullable=False),
+        sa.Column("node", sa.String(length=36), nullable=False),
+        sa.Column("added", sa.BigInteger(), nullable=False),
+        sa.Column("removed", sa.BigInteger(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "tbl", "row_id", "col", "elem", "node", name=op.f("pk_sync_members")
+        ),
+    )
+    op.create_table(
+        "sync_peers",
+        sa.Column("peer_id", sa.String(length=36), nullable=False),
+        sa.Column("pulled", sa.Text(), nullable=False),
+        sa.Column("pushed", sa.Text(), nullable=False),
+        sa.Column("last_contact", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("clock_offset_ms", sa.BigInteger(), nullable=True),
+        sa.Column("batches_in", sa.BigInteger(), nullable=False),
+        sa.Column("batches_out", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("peer_id", name=op.f("pk_sync_peers")),
+    )
+    op.create_table(
+        "sync_quarantine",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("peer_id", sa.String(length=36), nullable=False),
+        sa.Column("tbl", sa.String(length=64), nullable=False),
+        sa.Column("row_id", sa.String(length=64), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("received_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_quarantine")),
+    )
+    op.create_table(
+        "sync_rows",
+        sa.Column("tbl", sa.String(length=32), nullable=False),
+        sa.Column("row_id", sa.String(length=36), nullable=False),
+        sa.Column("cl", sa.Integer(), nullable=False),
+        sa.Column("clock", sa.BigInteger(), nullable=False),
+        sa.Column("origin", sa.String(length=36), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("stamp_seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("tbl", "row_id", name=op.f("pk_sync_rows")),
+    )
+    with op.batch_alter_table("sync_rows", schema=None) as batch_op:
+        batch_op.create_index("ix_sync_rows_seq", ["seq"], unique=False)
 
+    op.create_table(
+        "sync_tallies",
+        sa.Column("tbl", sa.String(length=32), nullable=False),
+        sa.Column("row_id", sa.String(length=36), nullable=False),
+        sa.Column("col", sa.String(length=64), nullable=False),
+        sa.Column("node", sa.String(length=36), nullable=False),
+        sa.Column("inc", sa.BigInteger(), nullable=False),
+        sa.Column("dec", sa.BigInteger(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("tbl", "row_id", "col", "node", name=op.f("pk_sync_tallies")),
+    )
     op.create_table(
         "users",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -206,15 +337,22 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_table("users")
-    with op.batch_alter_table("sync_cells", schema=None) as batch_op:
-        batch_op.drop_index("ix_sync_cells_seq")
+    op.drop_table("sync_tallies")
+    with op.batch_alter_table("sync_rows", schema=None) as batch_op:
+        batch_op.drop_index("ix_sync_rows_seq")
 
+    op.drop_table("sync_rows")
+    op.drop_table("sync_quarantine")
+    op.drop_table("sync_peers")
+    op.drop_table("sync_members")
     op.drop_table("sync_cells")
     op.drop_table("regions")
+    op.drop_table("nodes")
     op.drop_table("node_meta")
     op.drop_table("node_counters")
     with op.batch_alter_table("field_history", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_field_history_row_id"))
+        batch_op.drop_index(batch_op.f("ix_field_history_customer_id"))
 
     op.drop_table("field_history")
     op.drop_table("departments")
@@ -234,5 +372,17 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_contacts_customer_id"))
 
     op.drop_table("contacts")
+    with op.batch_alter_table("conflicts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_conflicts_status"))
+        batch_op.drop_index(batch_op.f("ix_conflicts_row_id"))
+        batch_op.drop_index(batch_op.f("ix_conflicts_customer_id"))
+        batch_op.drop_index(batch_op.f("ix_conflicts_branch"))
+
+    op.drop_table("conflicts")
+    with op.batch_alter_table("change_requests", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_change_requests_row_id"))
+        batch_op.drop_index(batch_op.f("ix_change_requests_customer_id"))
+
+    op.drop_table("change_requests")
     op.drop_table("branches")
     # ### end Alembic commands ###

@@ -1,0 +1,140 @@
+"""The messages of the changeset protocol (sync/SPEC.md §Messages), as msgspec Structs.
+
+Frames are MessagePack; every message carries the protocol version and the sender's
+schema version. Node ids are interned per batch (`nodes`), columns are named once
+per table per batch (`columns`) and rows carry positional values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+PROTOCOL_VERSION = 1
+
+
+class Cell(Struct, array_like=True, frozen=True):
+    """One cell whose version differs from its row's stamp."""
+
+    col: str
+    val: Any
+    clock: int
+    origin: int
+    """Index into `Batch.nodes`."""
+    rank: int = 0
+    lineage: dict[str, int] | None = None
+    """None: only the writer's own entry."""
+
+
+class Tally(Struct, array_like=True, frozen=True):
+    """One node's running totals of a counter cell."""
+
+    col: str
+    node: int
+    inc: int
+    dec: int
+
+
+class Member(Struct, array_like=True, frozen=True):
+    """One node's add and remove clocks for an element of an add-wins set."""
+
+    col: str
+    elem: str
+    node: int
+    added: int
+    removed: int
+
+
+class Row(Struct, array_like=True, frozen=True):
+    """The changed state of one row."""
+
+    tbl: str
+    id: str
+    cl: int
+    """Causal length: odd while the row lives, even once deleted."""
+    clock: int
+    origin: int
+    values: list[Any] | None = None
+    """All replicated columns (`Batch.columns[tbl]` order) under the row stamp;
+    None when only `cells`, `tallies` or `members` changed."""
+    cells: list[Cell] = []
+    tallies: list[Tally] = []
+    members: list[Member] = []
+
+
+class Batch(Struct, tag="batch", frozen=True):
+    """A page of changes from `sender`, and where the receiver should resume."""
+
+    protocol: int
+    schema: int
+    sender: str
+    nodes: list[str]
+    columns: dict[str, list[str]]
+    rows: list[Row]
+    cursor: str
+    """Opaque position after this batch in the sender's change order."""
+    more: bool
+    evictions: list[tuple[str, str]] = []
+    """(table, id) of rows that left the receiver's scope: drop them locally."""
+
+
+class PullRequest(Struct, tag="pull", frozen=True):
+    """Ask for changes after `cursor` (empty: from the beginning, a snapshot)."""
+
+    protocol: int
+    schema: int
+    node: str
+    cursor: str = ""
+    limit: int = 2000
+
+
+class PushRequest(Struct, tag="push", frozen=True):
+    """Offer a batch of the sender's changes."""
+
+    protocol: int
+    schema: int
+    node: str
+    batch: Batch
+
+
+class Quarantined(Struct, array_like=True, frozen=True):
+    """A change kept aside instead of applied, and why."""
+
+    tbl: str
+    id: str
+    reason: str
+
+
+class PushAck(Struct, tag="ack", frozen=True):
+    """The receiver applied (or quarantined) a pushed batch up to `cursor`."""
+
+    protocol: int
+    schema: int
+    cursor: str
+    applied: int
+    quarantined: list[Quarantined] = []
+
+
+class Refusal(Struct, tag="refusal", frozen=True):
+    """The whole request was refused (revoked node, incompatible protocol, …)."""
+
+    protocol: int
+    reason: str
+
+
+Message = PullRequest | PushRequest | Batch | PushAck | Refusal
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode(message: Message) -> bytes:
+    """Serialise a protocol message."""
+    return _encoder.encode(message)
+
+
+def decode(data: bytes) -> Message:
+    """Parse a protocol message; raises `msgspec.DecodeError` / `ValidationError`."""
+    return _decoder.decode(data)
