@@ -16,7 +16,6 @@ from schema._errors import (
 )
 from schema._ids import new_id
 from schema._policy import Entity, Field, Sensitivity
-from sync import Merge
 from schema._roles import CUSTOM_FIELD_ADMINS, CUSTOMER_EDITORS, ORG_ADMINS, ROLES, Role
 from schema._tables import (
     TABLES,
@@ -42,6 +41,7 @@ from schema._values import (
     validate_id_number,
     validate_org_code,
 )
+from sync import Merge
 
 __all__ = [
     "CUSTOMER_EDITORS",
@@ -70,12 +70,12 @@ __all__ = [
     "new_id",
     "node_counters",
     "node_meta",
+    "nodes",
     "normalize_email",
     "normalize_mobile",
     "normalize_phone",
     "search_keys",
     "sqlite_url",
-    "nodes",
     "sync_cells",
     "sync_members",
     "sync_peers",

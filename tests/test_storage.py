@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 
 from crypto import generate_db_key
 from schema import (
-    ENTITIES,
     TABLES,
     Database,
     StorageError,
