@@ -4,6 +4,7 @@ No web framework here. The unit of work (`Database.write`) is the only write pat
 for replicated data.
 """
 
+from schema._apply import ApplyResult
 from schema._database import Database, Kind, sqlite_url
 from schema._entities import ENTITIES
 from schema._errors import (
@@ -14,9 +15,18 @@ from schema._errors import (
     StorageError,
     WrongKeyError,
 )
+from schema._exchange import (
+    incoming,
+    outgoing,
+    peer_state,
+    pending_since,
+    quarantine_count,
+    record_peer,
+)
 from schema._ids import new_id
 from schema._policy import Entity, Field, Sensitivity
 from schema._roles import CUSTOM_FIELD_ADMINS, CUSTOMER_EDITORS, ORG_ADMINS, ROLES, Role
+from schema._scope import Scope
 from schema._tables import (
     TABLES,
     metadata,
@@ -50,6 +60,7 @@ __all__ = [
     "ORG_ADMINS",
     "ROLES",
     "TABLES",
+    "ApplyResult",
     "ConflictError",
     "Database",
     "Entity",
@@ -60,12 +71,14 @@ __all__ = [
     "NotFoundError",
     "Role",
     "SchemaError",
+    "Scope",
     "Sensitivity",
     "StorageError",
     "UnitOfWork",
     "UtcDateTime",
     "WrongKeyError",
     "clean_text",
+    "incoming",
     "metadata",
     "new_id",
     "node_counters",
@@ -74,6 +87,11 @@ __all__ = [
     "normalize_email",
     "normalize_mobile",
     "normalize_phone",
+    "outgoing",
+    "peer_state",
+    "pending_since",
+    "quarantine_count",
+    "record_peer",
     "search_keys",
     "sqlite_url",
     "sync_cells",

@@ -28,7 +28,8 @@ def _stamps() -> tuple[Field, Field]:
     return (
         Field(Column("created_at", UtcDateTime(), nullable=False), merge=Merge.IMMUTABLE,
               history=False),
-        Field(Column("updated_at", UtcDateTime(), nullable=False), history=False),
+        Field(Column("updated_at", UtcDateTime(), nullable=False), history=False,
+              conflicts=False),
     )
 
 

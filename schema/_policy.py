@@ -30,6 +30,8 @@ class Field:
     """False for columns derived locally from others (search keys)."""
     history: bool = True
     """Whether changes are kept in the field history (客户档案变动记录)."""
+    conflicts: bool = True
+    """Whether a lost concurrent write is worth a conflict record (not bookkeeping)."""
     states: tuple[str, ...] = ()
     """For `Merge.STATE`: the workflow states in order; the furthest wins."""
 

@@ -1,0 +1,497 @@
+"""Applying a peer's batch: the receiving half of sync (sync/SPEC.md §Apply).
+
+The whole batch is merged inside one unit of work. Local state for every row in the
+batch is read with a handful of set-based queries; each cell is decided in Python
+by the pure rules of `sync`; winners, stamps and conflicts are written back. A change
+that cannot be applied (clock too far ahead, outside what the sender may write,
+unknown to this schema, a partial row for a row we never had) is quarantined with
+its reason and never blocks the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Date, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schema._derive import derive
+from schema._entities import ENTITIES
+from schema._ids import new_id
+from schema._policy import Entity
+from schema._scope import CHILDREN, HQ_ONLY_WRITES, customer_branches
+from schema._tables import (
+    TABLES,
+    sync_cells,
+    sync_members,
+    sync_quarantine,
+    sync_rows,
+    sync_tallies,
+)
+from schema._types import UtcDateTime, utcnow
+from schema._uow import UnitOfWork, customer_of, jsonable
+from schema._upsert import upsert
+from sync import (
+    Batch,
+    Merge,
+    Quarantined,
+    Row,
+    Stamp,
+    compact,
+    counter_value,
+    decide,
+    lineage_of,
+    millis_of,
+    set_members,
+)
+
+CONFLICT_NS = uuid.UUID("6f1d8c1e-6b7e-4f43-9d55-2f0b3f1c2a10")
+ORDER = ("regions", "branches", "departments", "custom_field_defs", "users", "customers")
+_row_encoder = msgspec.msgpack.Encoder()
+
+
+@dataclass
+class ApplyResult:
+    """What applying one batch did."""
+
+    applied: int = 0
+    conflicts: int = 0
+    evicted: int = 0
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+def _convert(entity: Entity) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in entity.fields:
+        if isinstance(f.column.type, Date):
+            out[f.name] = lambda v: date.fromisoformat(v) if isinstance(v, str) else v
+        elif isinstance(f.column.type, UtcDateTime):
+            out[f.name] = _instant
+    return out
+
+
+def _instant(value: Any) -> Any:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+CONVERTERS = {name: _convert(e) for name, e in ENTITIES.items()}
+
+
+class Applier:
+    """Merges one batch into the local database through a unit of work."""
+
+    def __init__(self, uow: UnitOfWork, batch: Batch, *, hq_node: str,
+                 writer_branch: str | None, max_skew_ms: int, peer: str) -> None:
+        self.uow = uow
+        self.conn: AsyncConnection = uow.conn
+        self.batch = batch
+        self.hq_node = hq_node
+        self.writer_branch = writer_branch
+        """Set when the sender is a branch: it may write only its own customers."""
+        self.max_skew_ms = max_skew_ms
+        self.peer = peer
+        self.result = ApplyResult()
+        self._new_customers: dict[str, str | None] = {}
+
+    async def run(self) -> ApplyResult:
+        groups: dict[str, list[Row]] = defaultdict(list)
+        for row in self.batch.rows:
+            groups[row.tbl].append(row)
+        # Parents first, so a branch's new customer and its contacts in one batch pass
+        # the scope check; nothing else depends on order (no foreign keys).
+        for tbl in sorted(groups, key=lambda t: (ORDER.index(t) if t in ORDER else 99, t)):
+            await self._table(tbl, groups[tbl])
+        for tbl, row_id in self.batch.evictions:
+            await self._evict(tbl, row_id)
+        return self.result
+
+    async def _quarantine(self, row: Row, reason: str) -> None:
+        payload = _row_encoder.encode({"nodes": self.batch.nodes,
+                                       "columns": self.batch.columns.get(row.tbl, []),
+                                       "row": row})
+        await self.conn.execute(sync_quarantine.insert(), [{
+            "id": new_id(), "peer_id": self.peer, "tbl": row.tbl[:64], "row_id": row.id[:64],
+            "reason": reason, "payload": payload, "received_at": utcnow()}])
+        self.result.quarantined.append(Quarantined(row.tbl, row.id, reason))
+
+    async def _table(self, tbl: str, rows: list[Row]) -> None:
+        entity = ENTITIES.get(tbl)
+        if entity is None:
+            for row in rows:
+                await self._quarantine(row, f"unknown table {tbl!r} (newer schema?)")
+            return
+        columns = self.batch.columns.get(tbl, [])
+        known = {f.name for f in entity.fields if f.replicated and f.name != "id"}
+        unknown = [c for c in columns if c not in known]
+        ids = [r.id for r in rows]
+        local = {r.row_id: r for r in await self._select(sync_rows, tbl, ids)}
+        data = await self._data(tbl, ids)
+        cells: dict[str, dict[str, Any]] = defaultdict(dict)
+        for c in await self._select(sync_cells, tbl, ids):
+            cells[c.row_id][c.col] = c
+        tallies: dict[str, dict[tuple[str, str], Any]] = defaultdict(dict)
+        members: dict[str, dict[tuple[str, str, str], Any]] = defaultdict(dict)
+        merges = {f.merge for f in entity.fields}
+        if Merge.COUNTER in merges:
+            for t in await self._select(sync_tallies, tbl, ids):
+                tallies[t.row_id][(t.col, t.node)] = t
+        if Merge.ADD_WINS_SET in merges:
+            for m in await self._select(sync_members, tbl, ids):
+                members[m.row_id][(m.col, m.elem, m.node)] = m
+        owners = await self._owners(tbl, rows, data, columns)
+        wall = int(time.time() * 1000)
+        for row in rows:
+            if row.origin >= len(self.batch.nodes) or (
+                    row.values is not None and len(row.values) != len(columns)):
+                await self._quarantine(row, "malformed row")
+                continue
+            newest = max([row.clock, *(c.clock for c in row.cells),
+                          *(m.added for m in row.members), *(m.removed for m in row.members)])
+            if millis_of(newest) - wall > self.max_skew_ms:
+                await self._quarantine(row, f"clock {millis_of(newest) - wall} ms ahead of "
+                                            f"this node (limit {self.max_skew_ms} ms)")
+                continue
+            reason = self._forbidden(tbl, row, data.get(row.id), columns, owners)
+            if reason:
+                await self._quarantine(row, reason)
+                continue
+            if unknown and row.values is not None:
+                await self._quarantine(row, f"columns {unknown} unknown to this schema; "
+                                            "parked until upgrade")
+            self.uow.observe(newest)
+            try:
+                await self._row(entity, row, columns, local.get(row.id), data.get(row.id),
+                                cells.get(row.id, {}), tallies.get(row.id, {}),
+                                members.get(row.id, {}))
+            except (ValueError, TypeError, KeyError) as exc:
+                await self._quarantine(row, f"unappliable: {type(exc).__name__}: {exc}")
+                continue
+            self.result.applied += 1
+
+    async def _select(self, table: Any, tbl: str, ids: list[str]) -> list[Any]:
+        out: list[Any] = []
+        for i in range(0, len(ids), 500):
+            out += (await self.conn.execute(select(table).where(
+                table.c.tbl == tbl, table.c.row_id.in_(ids[i:i + 500])))).all()
+        return out
+
+    async def _data(self, tbl: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        t = TABLES[tbl]
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            for r in (await self.conn.execute(
+                    select(t).where(t.c.id.in_(ids[i:i + 500])))).mappings():
+                out[r["id"]] = {str(k): v for k, v in r.items()}
+        return out
+
+    async def _owners(self, tbl: str, rows: list[Row], data: dict[str, dict[str, Any]],
+                      columns: list[str]) -> dict[str, str | None]:
+        if self.writer_branch is None or tbl not in CHILDREN:
+            return {}
+        wanted = {d["customer_id"] for d in data.values() if d.get("customer_id")}
+        if "customer_id" in columns:
+            i = columns.index("customer_id")
+            wanted |= {r.values[i] for r in rows if r.values is not None and r.values[i]}
+        owners = await customer_branches(self.conn, wanted)
+        return {**owners, **self._new_customers}
+
+    def _forbidden(self, tbl: str, row: Row, current: dict[str, Any] | None,
+                   columns: list[str], owners: dict[str, str | None]) -> str | None:
+        """Why a branch may not write this row (None: it may)."""
+        branch = self.writer_branch
+        if branch is None:
+            return None
+        if tbl in HQ_ONLY_WRITES:
+            return f"a branch cannot change {tbl}"
+        incoming = dict(zip(columns, row.values, strict=False)) if row.values else {}
+        incoming.update({c.col: c.val for c in row.cells})
+        if tbl == "customers":
+            if current is not None and current.get("branch") != branch:
+                return f"customer belongs to branch {current.get('branch')}, not {branch}"
+            if "branch" in incoming and incoming["branch"] != branch:
+                return f"a branch cannot file customers under {incoming['branch']!r}"
+            if current is None and row.values is None and row.cl % 2 == 1:
+                return None
+            self._new_customers[row.id] = branch
+            return None
+        if tbl in CHILDREN:
+            owner = (current or incoming).get("customer_id")
+            if owner is None or owners.get(owner) != branch:
+                return f"{tbl} row belongs to a customer outside branch {branch}"
+        return None
+
+    async def _row(self, entity: Entity, row: Row, columns: list[str], local: Any,
+                   data: dict[str, Any] | None, cells: dict[str, Any],
+                   tallies: dict[tuple[str, str], Any], members: dict[tuple[str, str, str], Any]
+                   ) -> None:
+        if local is not None and row.cl < local.cl:
+            return  # an older generation of a row deleted or re-created since
+        if local is None or row.cl > local.cl:
+            if row.cl % 2 == 0:
+                await self._tombstone(entity.table, row, local is not None)
+            elif row.values is None:
+                raise ValueError("partial row for a row this node does not hold")
+            else:
+                if local is not None:
+                    await self._drop(entity.table, row.id)
+                await self._insert(entity, row, columns)
+            return
+        if row.cl % 2 == 0 or data is None:
+            return
+        await self._merge(entity, row, columns, local, data, cells, tallies, members)
+
+    async def _tombstone(self, tbl: str, row: Row, existed: bool) -> None:
+        if existed:
+            await self._drop(tbl, row.id)
+        await upsert(self.conn, sync_rows, [{
+            "tbl": tbl, "row_id": row.id, "cl": row.cl, "clock": row.clock,
+            "origin": self.batch.nodes[row.origin], "seq": self.uow.seq,
+            "stamp_seq": self.uow.seq}], ("tbl", "row_id"),
+            ("cl", "clock", "origin", "seq", "stamp_seq"))
+        self.uow.touch()
+
+    async def _drop(self, tbl: str, row_id: str, *, stamps: bool = False) -> None:
+        t = TABLES[tbl]
+        await self.conn.execute(delete(t).where(t.c.id == row_id))
+        sides = (sync_cells, sync_tallies, sync_members) + ((sync_rows,) if stamps else ())
+        for side in sides:
+            await self.conn.execute(delete(side).where(side.c.tbl == tbl,
+                                                       side.c.row_id == row_id))
+
+    def _value(self, tbl: str, col: str, value: Any) -> Any:
+        conv = CONVERTERS[tbl].get(col)
+        return conv(value) if conv is not None and value is not None else value
+
+    def _hq_only(self, entity: Entity, col: str, origin: str) -> bool:
+        """An HQ-authoritative value that did not come from HQ: ignored."""
+        return entity.field(col).merge is Merge.HQ_AUTHORITATIVE and origin != self.hq_node
+
+    async def _insert(self, entity: Entity, row: Row, columns: list[str]) -> None:
+        nodes = self.batch.nodes
+        tbl = entity.table
+        origin = nodes[row.origin]
+        known = {f.name: f for f in entity.fields}
+        values: dict[str, Any] = {"id": row.id}
+        assert row.values is not None
+        for col, val in zip(columns, row.values, strict=True):
+            if col in known and not self._hq_only(entity, col, origin):
+                values[col] = self._value(tbl, col, val)
+        cell_rows = []
+        for c in row.cells:
+            if c.col not in known or self._hq_only(entity, c.col, nodes[c.origin]):
+                continue
+            values[c.col] = self._value(tbl, c.col, c.val)
+            cell_rows.append({"tbl": tbl, "row_id": row.id, "col": c.col, "clock": c.clock,
+                              "origin": nodes[c.origin], "rank": c.rank,
+                              "lineage": json.dumps(c.lineage) if c.lineage else None,
+                              "seq": self.uow.seq})
+        totals: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        tally_rows = []
+        for t in row.tallies:
+            totals[t.col].append((t.inc, t.dec))
+            tally_rows.append({"tbl": tbl, "row_id": row.id, "col": t.col,
+                               "node": nodes[t.node], "inc": t.inc, "dec": t.dec,
+                               "seq": self.uow.seq})
+        sets: dict[str, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+        member_rows = []
+        for m in row.members:
+            sets[m.col][m.elem].append((m.added, m.removed))
+            member_rows.append({"tbl": tbl, "row_id": row.id, "col": m.col, "elem": m.elem,
+                                "node": nodes[m.node], "added": m.added,
+                                "removed": m.removed, "seq": self.uow.seq})
+        for f in entity.fields:
+            if f.merge is Merge.COUNTER:
+                values[f.name] = counter_value(totals.get(f.name, []))
+            elif f.merge is Merge.ADD_WINS_SET:
+                values[f.name] = set_members(sets.get(f.name, {}))
+        for f in entity.fields:
+            if values.get(f.name) is None and f.column.default is not None:
+                arg: Any = getattr(f.column.default, "arg", None)
+                values[f.name] = (arg(None) if getattr(f.column.default, "is_callable", False)
+                                  else arg)
+            values.setdefault(f.name, None)
+        values.update(derive(tbl, values))
+        await self.conn.execute(TABLES[tbl].insert(), [values])
+        await upsert(self.conn, sync_rows, [{
+            "tbl": tbl, "row_id": row.id, "cl": row.cl, "clock": row.clock, "origin": origin,
+            "seq": self.uow.seq, "stamp_seq": self.uow.seq}], ("tbl", "row_id"),
+            ("cl", "clock", "origin", "seq", "stamp_seq"))
+        if cell_rows:
+            await self.conn.execute(sync_cells.insert(), cell_rows)
+        if tally_rows:
+            await self.conn.execute(sync_tallies.insert(), tally_rows)
+        if member_rows:
+            await self.conn.execute(sync_members.insert(), member_rows)
+        if tbl == "customers":
+            self._new_customers[row.id] = values.get("branch")
+        self.uow.touch()
+
+    async def _merge(self, entity: Entity, row: Row, columns: list[str], local: Any,
+                     data: dict[str, Any], cells: dict[str, Any],
+                     tallies: dict[tuple[str, str], Any],
+                     members: dict[tuple[str, str, str], Any]) -> None:
+        nodes = self.batch.nodes
+        tbl = entity.table
+        row_stamp = Stamp(row.clock, nodes[row.origin])
+        local_row = Stamp(local.clock, local.origin)
+        incoming: dict[str, tuple[Stamp, dict[str, int] | None, Any]] = {}
+        if row.values is not None:
+            for col, val in zip(columns, row.values, strict=True):
+                incoming[col] = (row_stamp, None, val)
+        for c in row.cells:
+            incoming[c.col] = (Stamp(c.clock, nodes[c.origin], c.rank), c.lineage, c.val)
+        changes: dict[str, Any] = {}
+        cell_rows = []
+        for col, (stamp, lineage, val) in incoming.items():
+            try:
+                f = entity.field(col)
+            except KeyError:
+                continue
+            if f.merge in (Merge.COUNTER, Merge.ADD_WINS_SET) or not f.replicated:
+                continue
+            if self._hq_only(entity, col, stamp.origin):
+                continue
+            cur = cells.get(col)
+            here = Stamp(cur.clock, cur.origin, cur.rank) if cur else local_row
+            here_lineage = lineage_of(here, json.loads(cur.lineage) if cur and cur.lineage
+                                      else None)
+            value = self._value(tbl, col, val)
+            d = decide(f.merge, here, here_lineage, data.get(col), stamp,
+                       lineage_of(stamp, lineage), value)
+            if not d.changed:
+                continue
+            winner = stamp if d.take_incoming else here
+            if d.take_incoming:
+                changes[col] = value
+            cell_rows.append({"tbl": tbl, "row_id": row.id, "col": col, "clock": winner.clock,
+                              "origin": winner.origin, "rank": winner.rank,
+                              "lineage": _dump(compact(winner, d.lineage)),
+                              "seq": self.uow.seq})
+            if d.conflict and f.conflicts:
+                await self._conflict(entity, data, col, f.merge, (stamp, value),
+                                     (here, data.get(col)), d.take_incoming)
+        changes.update(await self._merge_tallies(entity, row, tallies))
+        changes.update(await self._merge_members(entity, row, members))
+        if cell_rows:
+            await upsert(self.conn, sync_cells, cell_rows, ("tbl", "row_id", "col"),
+                         ("clock", "origin", "rank", "lineage", "seq"))
+        if changes:
+            new = {**data, **changes}
+            changes.update({k: v for k, v in derive(tbl, new).items() if data.get(k) != v})
+            t = TABLES[tbl]
+            await self.conn.execute(update(t).where(t.c.id == row.id).values(**changes))
+            if tbl == "customers" and "branch" in changes:
+                self._new_customers[row.id] = changes["branch"]
+        if cell_rows or changes:
+            await self.conn.execute(update(sync_rows).where(
+                sync_rows.c.tbl == tbl, sync_rows.c.row_id == row.id).values(seq=self.uow.seq))
+            self.uow.touch()
+
+    async def _merge_tallies(self, entity: Entity, row: Row,
+                             tallies: dict[tuple[str, str], Any]) -> dict[str, Any]:
+        nodes = self.batch.nodes
+        touched: set[str] = set()
+        rows = []
+        state = {k: (t.inc, t.dec) for k, t in tallies.items()}
+        for t in row.tallies:
+            key = (t.col, nodes[t.node])
+            old = state.get(key, (0, 0))
+            new = (max(old[0], t.inc), max(old[1], t.dec))
+            if new != old:
+                state[key] = new
+                touched.add(t.col)
+                rows.append({"tbl": entity.table, "row_id": row.id, "col": t.col,
+                             "node": key[1], "inc": new[0], "dec": new[1],
+                             "seq": self.uow.seq})
+        await upsert(self.conn, sync_tallies, rows, ("tbl", "row_id", "col", "node"),
+                     ("inc", "dec", "seq"))
+        return {col: counter_value(v for (c, _), v in state.items() if c == col)
+                for col in touched}
+
+    async def _merge_members(self, entity: Entity, row: Row,
+                             members: dict[tuple[str, str, str], Any]) -> dict[str, Any]:
+        nodes = self.batch.nodes
+        touched: set[str] = set()
+        rows = []
+        state = {k: (m.added, m.removed) for k, m in members.items()}
+        for m in row.members:
+            key = (m.col, m.elem, nodes[m.node])
+            old = state.get(key, (0, 0))
+            new = (max(old[0], m.added), max(old[1], m.removed))
+            if new != old:
+                state[key] = new
+                touched.add(m.col)
+                rows.append({"tbl": entity.table, "row_id": row.id, "col": m.col,
+                             "elem": m.elem, "node": key[2], "added": new[0],
+                             "removed": new[1], "seq": self.uow.seq})
+        await upsert(self.conn, sync_members, rows, ("tbl", "row_id", "col", "elem", "node"),
+                     ("added", "removed", "seq"))
+        out = {}
+        for col in touched:
+            per: dict[str, list[tuple[int, int]]] = defaultdict(list)
+            for (c, elem, _), v in state.items():
+                if c == col:
+                    per[elem].append(v)
+            out[col] = set_members(per)
+        return out
+
+    async def _conflict(self, entity: Entity, data: dict[str, Any], col: str, policy: Merge,
+                        incoming: tuple[Stamp, Any], here: tuple[Stamp, Any],
+                        incoming_won: bool) -> None:
+        won, lost = (incoming, here) if incoming_won else (here, incoming)
+        a, b = sorted([won[0], lost[0]], key=lambda s: (s.clock, s.origin, s.rank))
+        cid = str(uuid.uuid5(CONFLICT_NS, f"{entity.table}|{data['id']}|{col}|"
+                                          f"{a.clock}|{a.origin}|{b.clock}|{b.origin}"))
+        exists = (await self.conn.execute(select(sync_rows.c.cl).where(
+            sync_rows.c.tbl == "conflicts", sync_rows.c.row_id == cid))).scalar()
+        if exists is not None:
+            return
+        customer = customer_of(entity.table, data)
+        branch = data.get("branch") if entity.table == "customers" else (
+            (await customer_branches(self.conn, [customer])).get(customer) if customer else None)
+        await self.uow.insert("conflicts", {
+            "id": cid, "table_name": entity.table, "row_id": data["id"], "column_name": col,
+            "customer_id": customer, "branch": branch, "policy": policy.value,
+            "winner_value": jsonable(won[1]), "loser_value": jsonable(lost[1]),
+            "winner_node": won[0].origin, "loser_node": lost[0].origin,
+            "winner_clock": won[0].clock, "loser_clock": lost[0].clock,
+            "detected_by": self.uow.node_id, "status": "open"})
+        self.result.conflicts += 1
+
+    async def _evict(self, tbl: str, row_id: str) -> None:
+        """Drop a row (and a customer's children) that left this node's scope; it still
+        exists elsewhere, so no tombstone."""
+        if tbl not in ENTITIES:
+            return
+        await self._drop(tbl, row_id, stamps=True)
+        if tbl == "customers":
+            for child in sorted(CHILDREN):
+                t = TABLES[child]
+                ids = [r.id for r in await self.conn.execute(
+                    select(t.c.id).where(t.c.customer_id == row_id))]
+                for child_id in ids:
+                    await self._drop(child, child_id, stamps=True)
+        self.result.evicted += 1
+        self.uow.touch()
+
+
+def _dump(lineage: dict[str, int] | None) -> str | None:
+    return None if lineage is None else json.dumps(lineage, sort_keys=True)
+
+
+async def apply_batch(uow: UnitOfWork, batch: Batch, *, hq_node: str,
+                      writer_branch: str | None, max_skew_ms: int, peer: str) -> ApplyResult:
+    """Merge `batch` from `peer` into the database behind `uow`."""
+    return await Applier(uow, batch, hq_node=hq_node, writer_branch=writer_branch,
+                         max_skew_ms=max_skew_ms, peer=peer).run()

@@ -1,0 +1,81 @@
+"""One step of sync between two databases: read a page for a peer, or apply one.
+
+Both the HTTP endpoints (server/) and the branch runtime (branches/) call these; the
+transport is theirs. Applying a batch and moving the peer's cursor happen in one
+transaction, so a crash leaves either both or neither (SPEC §Crash safety).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, tuple_
+
+from schema._apply import ApplyResult, apply_batch
+from schema._database import Database
+from schema._produce import parse_cursor, produce
+from schema._scope import Scope
+from schema._tables import sync_peers, sync_quarantine, sync_rows
+from schema._types import utcnow
+from schema._upsert import upsert
+from sync import Batch
+
+
+async def peer_state(db: Database, peer: str) -> dict[str, Any]:
+    """This node's record of a peer (cursors, last contact, errors)."""
+    async with db.read() as conn:
+        row = (await conn.execute(select(sync_peers).where(sync_peers.c.peer_id == peer))
+               ).mappings().first()
+    if row is None:
+        return {"peer_id": peer, "pulled": "", "pushed": "", "last_contact": None,
+                "last_error": None, "clock_offset_ms": None, "batches_in": 0,
+                "batches_out": 0}
+    return {str(k): v for k, v in row.items()}
+
+
+async def outgoing(db: Database, *, sender: str, peer: str, scope: Scope, cursor: str,
+                   limit: int) -> Batch:
+    """The next page of this node's changes after `cursor` for `peer`."""
+    async with db.read() as conn:
+        return await produce(conn, sender=sender, cursor=cursor, limit=limit, scope=scope,
+                             peer=peer)
+
+
+async def incoming(db: Database, batch: Batch, *, node_id: str, peer: str, hq_node: str,
+                   writer_branch: str | None, max_skew_ms: int) -> ApplyResult:
+    """Apply a batch from `peer` and record how far we have applied its changes."""
+    async with db.write(node_id, None) as uow:
+        result = await apply_batch(uow, batch, hq_node=hq_node, writer_branch=writer_branch,
+                                   max_skew_ms=max_skew_ms, peer=peer)
+        current = (await uow.conn.execute(select(sync_peers.c.batches_in).where(
+            sync_peers.c.peer_id == peer))).scalar() or 0
+        await upsert(uow.conn, sync_peers, [{
+            "peer_id": peer, "pulled": batch.cursor, "last_contact": utcnow(),
+            "last_error": None, "batches_in": current + 1}], ("peer_id",),
+            ("pulled", "last_contact", "last_error", "batches_in"))
+    return result
+
+
+async def record_peer(db: Database, peer: str, **values: Any) -> None:
+    """Update this node's record of a peer (pushed cursor, contact, error, offset)."""
+    async with db.admin() as conn:
+        await upsert(conn, sync_peers, [{"peer_id": peer, **values}], ("peer_id",),
+                     tuple(values))
+
+
+async def pending_since(db: Database, cursor: str) -> int:
+    """How many rows changed on this node after `cursor` (an upper bound of what a
+    peer at that cursor still has to receive)."""
+    start = parse_cursor(cursor)
+    async with db.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(sync_rows).where(
+            tuple_(sync_rows.c.seq, sync_rows.c.tbl, sync_rows.c.row_id) > start))).scalar_one())
+
+
+async def quarantine_count(db: Database, peer: str | None = None) -> int:
+    """Changes kept aside (from `peer`, or from anyone)."""
+    query = select(func.count()).select_from(sync_quarantine)
+    if peer is not None:
+        query = query.where(sync_quarantine.c.peer_id == peer)
+    async with db.read() as conn:
+        return int((await conn.execute(query)).scalar_one())

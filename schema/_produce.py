@@ -1,0 +1,195 @@
+"""Reading what a peer has not seen yet: the sending half of sync (SPEC §Pull, §Push).
+
+State, not history: for every row touched after the peer's cursor we send its current
+values and versions, never superseded ones. A row that entered the peer's scope after
+the cursor is sent whole with all its children; a customer that left it is evicted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schema._entities import ENTITIES
+from schema._scope import BY_BRANCH, CHILDREN, Scope, customer_branches
+from schema._tables import TABLES, sync_cells, sync_members, sync_rows, sync_tallies
+from sync import PROTOCOL_VERSION, Batch, Cell, Member, Merge, Row, Tally
+
+Key = tuple[int, str, str]
+ZERO: Key = (0, "", "")
+SCHEMA_VERSION = 1
+
+
+def parse_cursor(cursor: str) -> Key:
+    """`seq:table:row_id`, or empty for the beginning."""
+    if not cursor:
+        return ZERO
+    seq, tbl, row_id = cursor.split(":", 2)
+    return int(seq), tbl, row_id
+
+
+def format_cursor(key: Key) -> str:
+    return "" if key == ZERO else f"{key[0]}:{key[1]}:{key[2]}"
+
+
+class _Nodes:
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, node: str) -> int:
+        if node not in self._index:
+            self._index[node] = len(self.ids)
+            self.ids.append(node)
+        return self._index[node]
+
+
+def _after(seq: int, tbl: str, row_id: str, cursor: Key) -> bool:
+    return (seq, tbl, row_id) > cursor
+
+
+async def _side(conn: AsyncConnection, table: Any, tbl: str, ids: list[str]
+                ) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = defaultdict(list)
+    for i in range(0, len(ids), 500):
+        for r in await conn.execute(select(table).where(
+                table.c.tbl == tbl, table.c.row_id.in_(ids[i:i + 500]))):
+            out[r.row_id].append(r)
+    return out
+
+
+async def _data(conn: AsyncConnection, tbl: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    t = TABLES[tbl]
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), 500):
+        for r in (await conn.execute(select(t).where(t.c.id.in_(ids[i:i + 500])))).mappings():
+            out[r["id"]] = {str(k): v for k, v in r.items()}
+    return out
+
+
+async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int,
+                  scope: Scope, peer: str | None = None) -> Batch:
+    """The next page of changes after `cursor` for a peer holding `scope`."""
+    start = parse_cursor(cursor)
+    page = (await conn.execute(
+        select(sync_rows)
+        .where(tuple_(sync_rows.c.seq, sync_rows.c.tbl, sync_rows.c.row_id) > start)
+        .order_by(sync_rows.c.seq, sync_rows.c.tbl, sync_rows.c.row_id)
+        .limit(limit))).all()
+    nodes = _Nodes()
+    rows: list[Row] = []
+    evictions: list[tuple[str, str]] = []
+    by_tbl: dict[str, list[Any]] = defaultdict(list)
+    for r in page:
+        by_tbl[r.tbl].append(r)
+    entered: set[str] = set()
+    for tbl, stamps in by_tbl.items():
+        if tbl not in ENTITIES:
+            continue
+        ids = [s.row_id for s in stamps]
+        data = await _data(conn, tbl, ids)
+        side = await _sides(conn, tbl, ids)
+        cells = side[0]
+        keep = await _in_scope(conn, tbl, data, scope)
+        for s in stamps:
+            whole = _after(s.stamp_seq, tbl, s.row_id, start)
+            if s.cl % 2 == 1 and s.row_id not in keep:
+                if tbl == "customers" and _moved(cells.get(s.row_id, []), start):
+                    evictions.append((tbl, s.row_id))
+                continue
+            if (tbl == "customers" and not scope.everything and not whole
+                    and _moved(cells.get(s.row_id, []), start)):
+                whole = True
+                entered.add(s.row_id)
+            row = _row(tbl, s, data.get(s.row_id), [x.get(s.row_id, []) for x in side],
+                       whole, start, nodes, peer)
+            if row is not None:
+                rows.append(row)
+    if entered:
+        rows.extend(await _children(conn, sorted(entered), nodes))
+    last = (page[-1].seq, page[-1].tbl, page[-1].row_id) if page else start
+    return Batch(protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION, sender=sender,
+                 nodes=nodes.ids, columns=_columns({r.tbl for r in rows}), rows=rows,
+                 cursor=format_cursor(last), more=len(page) == limit, evictions=evictions)
+
+
+def _columns(tables: set[str]) -> dict[str, list[str]]:
+    return {t: list(ENTITIES[t].replicated_columns) for t in sorted(tables)}
+
+
+def _moved(cells: list[Any], start: Key) -> bool:
+    return any(c.col == "branch" and _after(c.seq, "customers", c.row_id, start)
+               for c in cells)
+
+
+async def _in_scope(conn: AsyncConnection, tbl: str, data: dict[str, dict[str, Any]],
+                    scope: Scope) -> set[str]:
+    if scope.everything or tbl not in BY_BRANCH | CHILDREN:
+        return set(data)
+    if tbl in BY_BRANCH:
+        return {i for i, d in data.items() if d["branch"] == scope.branch}
+    owners = await customer_branches(conn, [d["customer_id"] for d in data.values()
+                                            if d.get("customer_id")])
+    return {i for i, d in data.items() if owners.get(d.get("customer_id") or "") == scope.branch}
+
+
+async def _sides(conn: AsyncConnection, tbl: str, ids: list[str]
+                 ) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, list[Any]]]:
+    """Cell overrides, counter tallies and set members of rows, in three queries."""
+    merges = {f.merge for f in ENTITIES[tbl].fields}
+    cells = await _side(conn, sync_cells, tbl, ids)
+    tallies = await _side(conn, sync_tallies, tbl, ids) if Merge.COUNTER in merges else {}
+    members = (await _side(conn, sync_members, tbl, ids)
+               if Merge.ADD_WINS_SET in merges else {})
+    return cells, tallies, members
+
+
+def _row(tbl: str, s: Any, data: dict[str, Any] | None, side: list[list[Any]], whole: bool,
+         start: Key, nodes: _Nodes, peer: str | None) -> Row | None:
+    entity = ENTITIES[tbl]
+    cells, tally_rows, member_rows = side
+    if s.cl % 2 == 0 or data is None:
+        return Row(tbl=tbl, id=s.row_id, cl=s.cl, clock=s.clock, origin=nodes(s.origin))
+    values = None
+    if whole and not (peer is not None and s.origin == peer and not cells):
+        values = [data.get(c) for c in entity.replicated_columns]
+    wire_cells = [
+        Cell(c.col, data.get(c.col), c.clock, nodes(c.origin), c.rank,
+             json.loads(c.lineage) if c.lineage else None)
+        for c in cells if whole or _after(c.seq, tbl, s.row_id, start)
+    ]
+    tallies = [Tally(t.col, nodes(t.node), t.inc, t.dec) for t in tally_rows
+               if (whole or _after(t.seq, tbl, s.row_id, start)) and t.node != peer]
+    members = [Member(m.col, m.elem, nodes(m.node), m.added, m.removed) for m in member_rows
+               if whole or _after(m.seq, tbl, s.row_id, start)]
+    if values is None and not wire_cells and not tallies and not members:
+        return None
+    return Row(tbl=tbl, id=s.row_id, cl=s.cl, clock=s.clock, origin=nodes(s.origin),
+               values=values, cells=wire_cells, tallies=tallies, members=members)
+
+
+async def _children(conn: AsyncConnection, customer_ids: list[str], nodes: _Nodes) -> list[Row]:
+    """Every child row of customers that just entered the peer's scope, whole."""
+    out: list[Row] = []
+    for tbl in sorted(CHILDREN):
+        t = TABLES[tbl]
+        ids = []
+        for i in range(0, len(customer_ids), 500):
+            ids += [r.id for r in await conn.execute(
+                select(t.c.id).where(t.c.customer_id.in_(customer_ids[i:i + 500])))]
+        if not ids:
+            continue
+        data = await _data(conn, tbl, ids)
+        side = await _sides(conn, tbl, ids)
+        stamps = await conn.execute(select(sync_rows).where(
+            sync_rows.c.tbl == tbl, sync_rows.c.row_id.in_(ids)))
+        for s in stamps:
+            row = _row(tbl, s, data.get(s.row_id), [x.get(s.row_id, []) for x in side],
+                       True, ZERO, nodes, None)
+            if row is not None:
+                out.append(row)
+    return out

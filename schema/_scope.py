@@ -1,0 +1,43 @@
+"""Which rows a branch replica holds (sync/SPEC.md §Scope)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schema._tables import TABLES
+
+REFERENCE = frozenset({"regions", "branches", "departments", "custom_field_defs"})
+"""Published by HQ to every branch."""
+BY_BRANCH = frozenset({"customers", "users"})
+"""Rows that carry their branch themselves."""
+CHILDREN = frozenset({"contacts", "field_history", "conflicts", "change_requests"})
+"""Rows that belong to a customer (`customer_id`) and follow it."""
+HQ_ONLY_WRITES = REFERENCE | {"users"}
+"""Tables only headquarters may change."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a peer holds: everything (HQ) or one branch's share."""
+
+    branch: str | None = None
+
+    @property
+    def everything(self) -> bool:
+        return self.branch is None
+
+
+async def customer_branches(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, str | None]:
+    """The branch of each customer id that exists locally."""
+    customers = TABLES["customers"]
+    out: dict[str, str | None] = {}
+    wanted = sorted(set(ids))
+    for i in range(0, len(wanted), 500):
+        rows = await conn.execute(select(customers.c.id, customers.c.branch)
+                                  .where(customers.c.id.in_(wanted[i:i + 500])))
+        out.update({r.id: r.branch for r in rows})
+    return out
