@@ -1,0 +1,26 @@
+"""The branch-node runtime: enrolment, upstream sync with headquarters, backoff.
+
+Imports `sync`, `schema` and `crypto`; knows nothing of the web framework. The server
+wires it into `branchline init branch`, `branchline sync` and the background task of
+`branchline serve` on a branch.
+"""
+
+from branches._client import SyncReport, Upstream, call, sync_once
+from branches._enrol import Enrolment, new_expiry, read_enrolment, write_enrolment
+from branches._errors import BranchError, EnrolmentError, UpstreamError
+from branches._loop import run_forever
+
+__all__ = [
+    "BranchError",
+    "Enrolment",
+    "EnrolmentError",
+    "SyncReport",
+    "Upstream",
+    "UpstreamError",
+    "call",
+    "new_expiry",
+    "read_enrolment",
+    "run_forever",
+    "sync_once",
+    "write_enrolment",
+]

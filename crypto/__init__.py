@@ -14,6 +14,14 @@ from crypto._dbkey import (
 )
 from crypto._errors import CryptoError, KeyFileError, TokenError
 from crypto._passwords import DUMMY_HASH, hash_password, verify_password
+from crypto._sealing import SealError, new_passphrase, seal, unseal
+from crypto._signing import (
+    NodeKey,
+    SignatureError,
+    request_message,
+    response_message,
+    verify,
+)
 from crypto._tokens import TokenClaims, TokenSigner
 
 __all__ = [
@@ -21,14 +29,23 @@ __all__ = [
     "KEY_BYTES",
     "CryptoError",
     "KeyFileError",
+    "NodeKey",
+    "SealError",
+    "SignatureError",
     "TokenClaims",
     "TokenError",
     "TokenSigner",
     "generate_db_key",
     "hash_password",
+    "new_passphrase",
     "parse_hex_key",
     "read_key_file",
+    "request_message",
+    "response_message",
+    "seal",
     "sqlcipher_key_pragma",
+    "unseal",
+    "verify",
     "verify_password",
     "write_key_file",
 ]

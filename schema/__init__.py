@@ -4,7 +4,7 @@ No web framework here. The unit of work (`Database.write`) is the only write pat
 for replicated data.
 """
 
-from schema._apply import ApplyResult
+from schema._apply import ApplyResult, coerce
 from schema._database import Database, Kind, sqlite_url
 from schema._entities import ENTITIES
 from schema._errors import (
@@ -78,6 +78,7 @@ __all__ = [
     "UtcDateTime",
     "WrongKeyError",
     "clean_text",
+    "coerce",
     "incoming",
     "metadata",
     "new_id",

@@ -88,6 +88,12 @@ def _instant(value: Any) -> Any:
 CONVERTERS = {name: _convert(e) for name, e in ENTITIES.items()}
 
 
+def coerce(table: str, column: str, value: Any) -> Any:
+    """A value from the wire or from JSON as the column's Python type."""
+    conv = CONVERTERS[table].get(column)
+    return conv(value) if conv is not None and value is not None else value
+
+
 class Applier:
     """Merges one batch into the local database through a unit of work."""
 

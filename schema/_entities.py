@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, Integer, String, Text
 
-from schema._policy import Entity, Field, Merge, Sensitivity
+from schema._policy import Entity, Field, Sensitivity
 from schema._types import UtcDateTime
+from sync import Merge
 
 FILING_STATES = ("registered", "filed", "archived")
 """Registration (登记) → filing (备案) → archived; re-opening starts a new cycle."""

@@ -37,7 +37,7 @@ class Field:
 
     @property
     def name(self) -> str:
-        return self.column.name
+        return str(self.column.name)
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
                 whole = True
                 entered.add(s.row_id)
             row = _row(tbl, s, data.get(s.row_id), [x.get(s.row_id, []) for x in side],
-                       whole, start, nodes, peer)
+                       whole, start, nodes, peer, fresh=s.row_id in entered)
             if row is not None:
                 rows.append(row)
     if entered:
@@ -149,13 +149,19 @@ async def _sides(conn: AsyncConnection, tbl: str, ids: list[str]
 
 
 def _row(tbl: str, s: Any, data: dict[str, Any] | None, side: list[list[Any]], whole: bool,
-         start: Key, nodes: _Nodes, peer: str | None) -> Row | None:
+         start: Key, nodes: _Nodes, peer: str | None, fresh: bool = False) -> Row | None:
     entity = ENTITIES[tbl]
     cells, tally_rows, member_rows = side
     if s.cl % 2 == 0 or data is None:
         return Row(tbl=tbl, id=s.row_id, cl=s.cl, clock=s.clock, origin=nodes(s.origin))
+    def own(origin: str, lineage: Any = None) -> bool:
+        # The peer holds its own writes: echo them only when it must get the row whole
+        # again (it entered the peer's scope) or merged lineage travels with them.
+        return peer is not None and origin == peer and not lineage and not fresh
+
+    cells = [c for c in cells if not own(c.origin, c.lineage)]
     values = None
-    if whole and not (peer is not None and s.origin == peer and not cells):
+    if whole and not (own(s.origin) and not cells):
         values = [data.get(c) for c in entity.replicated_columns]
     wire_cells = [
         Cell(c.col, data.get(c.col), c.clock, nodes(c.origin), c.rank,
@@ -163,7 +169,7 @@ def _row(tbl: str, s: Any, data: dict[str, Any] | None, side: list[list[Any]], w
         for c in cells if whole or _after(c.seq, tbl, s.row_id, start)
     ]
     tallies = [Tally(t.col, nodes(t.node), t.inc, t.dec) for t in tally_rows
-               if (whole or _after(t.seq, tbl, s.row_id, start)) and t.node != peer]
+               if (whole or _after(t.seq, tbl, s.row_id, start)) and not own(t.node)]
     members = [Member(m.col, m.elem, nodes(m.node), m.added, m.removed) for m in member_rows
                if whole or _after(m.seq, tbl, s.row_id, start)]
     if values is None and not wire_cells and not tallies and not members:
@@ -189,7 +195,7 @@ async def _children(conn: AsyncConnection, customer_ids: list[str], nodes: _Node
             sync_rows.c.tbl == tbl, sync_rows.c.row_id.in_(ids)))
         for s in stamps:
             row = _row(tbl, s, data.get(s.row_id), [x.get(s.row_id, []) for x in side],
-                       True, ZERO, nodes, None)
+                       True, ZERO, nodes, None, fresh=True)
             if row is not None:
                 out.append(row)
     return out

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from litestar import Litestar
@@ -17,25 +18,34 @@ from litestar.static_files import create_static_files_router
 
 from server.api.admin import CustomFieldController, OrgController, UserController, health, me
 from server.api.auth import BearerAuth, login
+from server.api.conflicts import ConflictController, sync_health
 from server.api.customers import CustomerController
 from server.api.problems import EXCEPTION_HANDLERS
+from server.api.sync import pull as sync_pull
+from server.api.sync import push as sync_push
 from server.config import Settings
 from server.node import VERSION, Node, open_node
+from server.services.upstream import start_background_sync
 from server.services.users import LoginThrottle
 
 STATIC = Path(__file__).resolve().parent.parent / "static_pwa"
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
     """Build the app for a node; the node's database opens at start-up."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.node = await open_node(settings)
+        node = app.state.node = await open_node(settings)
+        task = start_background_sync(node) if background_sync else None
         try:
             yield
         finally:
-            await app.state.node.close()
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+            await node.close()
 
     async def provide_node(state: State) -> Node:
         node: Node = state.node
@@ -44,7 +54,7 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[
             health, login, me, CustomerController, UserController, OrgController,
-            CustomFieldController,
+            CustomFieldController, ConflictController, sync_health, sync_pull, sync_push,
             create_static_files_router(path="/", directories=[STATIC], html_mode=True,
                                        opt={"exclude_from_auth": True},
                                        include_in_schema=False),

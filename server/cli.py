@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from branches import BranchError
 from crypto import CryptoError
 from schema import ROLES, SchemaError
 from server.errors import NodeError
@@ -40,7 +41,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
                 return runner.run(coro)
             finally:
                 _join_sqlite_workers()  # while the loop is still open
-    except (NodeError, SchemaError, CryptoError) as exc:
+    except (NodeError, SchemaError, CryptoError, BranchError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -54,22 +55,22 @@ class Group(click.Group):
             raise
         except KeyboardInterrupt:
             raise click.exceptions.Exit(130) from None
-        except (NodeError, SchemaError, CryptoError) as exc:
+        except (NodeError, SchemaError, CryptoError, BranchError) as exc:
             raise click.ClickException(str(exc)) from None
         except Exception as exc:  # the last line of defence for the user's terminal
             raise click.ClickException(f"internal error: {type(exc).__name__}: {exc}") from None
 
 
-def secret_from(env_name: str, prompt: str) -> str:
+def secret_from(env_name: str, prompt: str, *, confirm: bool = True) -> str:
     """A secret from an environment variable, else one line of stdin (or a prompt)."""
     value = os.environ.get(env_name)
     if value:
         return value
     if sys.stdin.isatty():
-        return str(click.prompt(prompt, hide_input=True, confirmation_prompt=True))
+        return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
     line = sys.stdin.readline().rstrip("\n")
     if not line:
-        raise click.ClickException(f"no password: set {env_name} or pipe it on stdin")
+        raise click.ClickException(f"no secret given: set {env_name} or pipe it on stdin")
     return line
 
 
@@ -81,7 +82,7 @@ def main() -> None:
 
 @main.group(cls=Group)
 def init() -> None:
-    """Create a node (headquarters now; branches with the sync engine)."""
+    """Create a node: headquarters, or a branch from an enrolment file."""
 
 
 @init.command("hq")
@@ -220,5 +221,154 @@ def rekey(data_dir: Path) -> None:
         click.echo(f"Database re-encrypted; new key in {settings.node.key_file}")
 
 
-def entry(func: Callable[[], None]) -> None:  # pragma: no cover - console_script shim
-    func()
+async def _with_node(data_dir: Path, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from server.config import load_settings
+    from server.node import open_node
+
+    node = await open_node(load_settings(data_dir))
+    try:
+        return await work(node)
+    finally:
+        await node.close()
+
+
+@init.command("branch")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="Data directory to create.")
+@click.option("--enrol", "enrol_file", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The enrolment file from `branchline branch add` at headquarters.")
+@click.option("--upstream", help="Headquarters' URL (default: the one in the enrolment file).")
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to keep the database key (default: outside the data directory).")
+def init_branch(data_dir: Path, enrol_file: Path, upstream: str | None,
+                key_file: Path | None) -> None:
+    """Create a branch node from an enrolment file. The one-time passphrase comes
+    from BRANCHLINE_ENROL_PASSPHRASE or stdin."""
+    from branches import BranchError, read_enrolment
+    from crypto import NodeKey
+    from schema import utcnow
+    from server.node import init_node
+
+    passphrase = secret_from("BRANCHLINE_ENROL_PASSPHRASE", "Enrolment passphrase",
+                             confirm=False)
+    try:
+        enrolment = read_enrolment(enrol_file, passphrase)
+    except BranchError as exc:
+        raise click.ClickException(str(exc)) from None
+    hq = {"id": enrolment.hq_node_id, "kind": "hq", "name": "headquarters", "branch": None,
+          "public_key": enrolment.hq_public_key, "url": enrolment.hq_url,
+          "enrolled_at": utcnow()}
+
+    async def go() -> Any:
+        node, result = await init_node(
+            data_dir, role="branch", name=enrolment.branch_name, environ=os.environ,
+            key_file=key_file, branch_code=enrolment.branch_code, node_id=enrolment.node_id,
+            node_key=NodeKey.from_hex(enrolment.node_key), trusted=[hq],
+            hq_node_id=enrolment.hq_node_id, upstream_url=upstream or enrolment.hq_url,
+            admin=False)
+        await node.close()
+        return result
+
+    result = run(go())
+    click.echo(f"Created branch node {enrolment.branch_code} ({result.node.node_id}) in "
+               f"{data_dir.resolve()}")
+    if result.key_file:
+        click.echo(f"Database key: {result.key_file} (back it up; without it the data is lost)")
+    click.echo("Run `branchline sync --data DIR` (or `serve`) to fetch the branch's data.")
+
+
+@main.group(cls=Group)
+def branch() -> None:
+    """Enrol branch nodes (at headquarters)."""
+
+
+@branch.command("add")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="Headquarters' data dir.")
+@click.option("--code", required=True, help="Branch code, e.g. S012 (never reused).")
+@click.option("--name", required=True, help="Branch name, e.g. 深圳南山店.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the enrolment file.")
+@click.option("--url", help="Headquarters' URL as the branch reaches it.")
+def branch_add(data_dir: Path, code: str, name: str, out: Path, url: str | None) -> None:
+    """Enrol a branch: write its sealed enrolment file. The passphrase comes from
+    BRANCHLINE_ENROL_PASSPHRASE, else one is generated and printed once."""
+    from crypto import new_passphrase
+    from server.services.nodes import add_branch
+
+    passphrase = os.environ.get("BRANCHLINE_ENROL_PASSPHRASE") or new_passphrase()
+    info = run(_with_node(data_dir, lambda node: add_branch(
+        node, code=code.upper(), name=name, out=out, passphrase=passphrase, url=url)))
+    click.echo(f"Enrolled branch {info['branch']} as node {info['node_id']}; file {out}")
+    if not os.environ.get("BRANCHLINE_ENROL_PASSPHRASE"):
+        click.echo(f"One-time passphrase (shown only once): {passphrase}")
+
+
+@main.group(cls=Group)
+def node() -> None:
+    """Nodes headquarters trusts."""
+
+
+@node.command("list")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="The node's data dir.")
+def node_list(data_dir: Path) -> None:
+    """List known nodes."""
+    from server.services.nodes import list_nodes
+
+    for n in run(_with_node(data_dir, list_nodes)):
+        state = f"revoked ({n['revoked_reason']})" if n["revoked_at"] else "active"
+        click.echo(f"{n['id']}  {n['kind']:<6} {n['branch'] or '-':<6} {n['name']}  {state}")
+
+
+@node.command("revoke")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="Headquarters' data dir.")
+@click.option("--node", "node_id", help="The node id to revoke.")
+@click.option("--branch", "branch_code", help="Or: the branch whose node to revoke.")
+@click.option("--reason", required=True, help="Why (shown to the node when refused).")
+def node_revoke(data_dir: Path, node_id: str | None, branch_code: str | None,
+                reason: str) -> None:
+    """Revoke a node: its requests and changes are refused with the reason."""
+    from server.services.nodes import revoke
+
+    revoked = run(_with_node(data_dir, lambda n: revoke(n, node_id=node_id,
+                                                        branch=branch_code, reason=reason)))
+    click.echo(f"Revoked node {revoked}")
+
+
+@main.command("sync")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="The branch's data dir.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def sync_cmd(data_dir: Path, as_json: bool) -> None:
+    """Sync once with headquarters; exits non-zero on failure."""
+    from branches import BranchError
+    from server.services.upstream import sync_now
+
+    try:
+        report = run(_with_node(data_dir, sync_now))
+    except BranchError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        import json
+        from dataclasses import asdict
+        click.echo(json.dumps(asdict(report)))
+        return
+    click.echo(f"Pushed {report.pushed_rows} rows, pulled {report.pulled_rows} "
+               f"(applied {report.applied}, conflicts {report.conflicts}, "
+               f"evicted {report.evicted}, quarantined {report.quarantined})")
+    for message in report.messages:
+        click.echo(f"  {message}")
+
+
+@main.command("status")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="The node's data dir.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status_cmd(data_dir: Path, as_json: bool) -> None:
+    """Last sync, pending outbound changes, open conflicts, quarantined changes."""
+    from server.services.upstream import status
+
+    info = run(_with_node(data_dir, status))
+    if as_json:
+        import json
+        click.echo(json.dumps(info, default=str))
+        return
+    for key, value in info.items():
+        click.echo(f"{key:<17} {value if value is not None else '-'}")

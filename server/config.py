@@ -38,6 +38,12 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     key_file: str | None = None
     branch_code: str | None = None
     time_zone: str = "Asia/Shanghai"
+    hq_node_id: str | None = None
+    """A branch's headquarters (None at HQ itself)."""
+    upstream_url: str | None = None
+    """Where a branch syncs (HQ's URL); None: bundles only, or not yet configured."""
+    public_url: str | None = None
+    """HQ's URL as branches reach it, written into enrolment files."""
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -51,6 +57,11 @@ class Settings(msgspec.Struct, kw_only=True):
     login_max_failures: int = 5
     login_window_seconds: int = 300
     max_body_bytes: int = 2 * 1024 * 1024
+    max_skew_ms: int = 5 * 60 * 1000
+    """A change or request whose clock is further ahead than this is refused."""
+    sync_interval_seconds: float = 30.0
+    sync_page_rows: int = 2000
+    sync_body_bytes: int = 64 * 1024 * 1024
 
     @property
     def database_url(self) -> str:
@@ -110,5 +121,14 @@ def load_settings(data_dir: Path, environ: Mapping[str, str] | None = None) -> S
     env = os.environ if environ is None else environ
     data_dir = data_dir.resolve()
     config = read_config(data_dir)
-    return Settings(data_dir=data_dir, node=config, db_key=resolve_db_key(config, env),
-                    key_from_env=bool(env.get("BRANCHLINE_DB_KEY")))
+    settings = Settings(data_dir=data_dir, node=config, db_key=resolve_db_key(config, env),
+                        key_from_env=bool(env.get("BRANCHLINE_DB_KEY")))
+    try:
+        if env.get("BRANCHLINE_MAX_SKEW_MS"):
+            settings.max_skew_ms = int(env["BRANCHLINE_MAX_SKEW_MS"])
+        if env.get("BRANCHLINE_SYNC_INTERVAL"):
+            settings.sync_interval_seconds = float(env["BRANCHLINE_SYNC_INTERVAL"])
+    except ValueError:
+        raise NodeError("BRANCHLINE_MAX_SKEW_MS and BRANCHLINE_SYNC_INTERVAL must be numbers"
+                        ) from None
+    return settings

@@ -21,3 +21,7 @@ class ThrottledError(NodeError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BadRequestError(NodeError):
+    """A request that cannot be understood (HTTP 400)."""

@@ -8,18 +8,20 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
 from crypto import (
     KeyFileError,
+    NodeKey,
     TokenSigner,
     generate_db_key,
     parse_hex_key,
     read_key_file,
     write_key_file,
 )
-from schema import Database, SchemaError, WrongKeyError, new_id, node_meta
+from schema import Database, SchemaError, WrongKeyError, new_id, node_meta, nodes, utcnow
 from server.config import (
     CONFIG_FILE,
     DB_FILE,
@@ -41,6 +43,7 @@ class Node:
     settings: Settings
     db: Database
     signer: TokenSigner
+    key: NodeKey
 
     @property
     def node_id(self) -> str:
@@ -49,6 +52,11 @@ class Node:
     @property
     def role(self) -> Role:
         return self.settings.node.role
+
+    @property
+    def hq_node_id(self) -> str:
+        """The id of this node's headquarters (itself at HQ)."""
+        return self.settings.node.hq_node_id or self.settings.node.node_id
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -91,7 +99,9 @@ async def open_node(settings: Settings) -> Node:
     if meta.get("node_id") != settings.node.node_id:
         await db.dispose()
         raise NodeError("the database belongs to another node than node.json says")
-    return Node(settings, db, TokenSigner(bytes.fromhex(meta["token_secret"])))
+    db.hq_authority = settings.node.role == "hq"
+    return Node(settings, db, TokenSigner(bytes.fromhex(meta["token_secret"])),
+                NodeKey.from_hex(meta["signing_key"]))
 
 
 @dataclass
@@ -114,6 +124,13 @@ async def init_node(
     key_file: Path | None = None,
     database_url: str | None = None,
     branch_code: str | None = None,
+    node_id: str | None = None,
+    node_key: NodeKey | None = None,
+    trusted: list[dict[str, Any]] | None = None,
+    hq_node_id: str | None = None,
+    upstream_url: str | None = None,
+    public_url: str | None = None,
+    admin: bool = True,
 ) -> tuple[Node, InitResult]:
     """Create a new node in `data_dir`: key, database, schema, identity, admin user."""
     from server.services.users import create_user  # services import the node module
@@ -145,9 +162,11 @@ async def init_node(
                 write_key_file(key_path, db_key)
                 wrote_key = True
         config = NodeConfig(
-            node_id=new_id(), role=role, name=name, database_url=database_url,
+            node_id=node_id or new_id(), role=role, name=name, database_url=database_url,
             key_file=str(key_path) if key_path else None, branch_code=branch_code,
+            hq_node_id=hq_node_id, upstream_url=upstream_url, public_url=public_url,
         )
+        key = node_key or NodeKey.generate()
         settings = Settings(data_dir=data_dir, node=config, db_key=db_key)
         try:
             db = await Database.open(settings.database_url, db_key)
@@ -163,15 +182,22 @@ async def init_node(
                     {"key": "node_id", "value": config.node_id},
                     {"key": "role", "value": role},
                     {"key": "token_secret", "value": secrets.token_hex(32)},
+                    {"key": "signing_key", "value": key.private_hex()},
                 ])
+                own = {"id": config.node_id, "kind": role, "name": name,
+                       "branch": branch_code, "public_key": key.public_hex(),
+                       "url": public_url, "enrolled_at": utcnow()}
+                await conn.execute(nodes.insert(), [own, *(trusted or [])])
             meta = await _meta(db)
-            node = Node(settings, db, TokenSigner(bytes.fromhex(meta["token_secret"])))
+            db.hq_authority = role == "hq"
+            node = Node(settings, db, TokenSigner(bytes.fromhex(meta["token_secret"])), key)
             password = environ.get("BRANCHLINE_ADMIN_PASSWORD") or ""
             generated = not password
-            if generated:
-                password = secrets.token_urlsafe(12)
-            await create_user(node, None, username="admin", password=password, role="admin",
-                              display_name="系统管理员")
+            if admin:
+                if generated:
+                    password = secrets.token_urlsafe(12)
+                await create_user(node, None, username="admin", password=password,
+                                  role="admin", display_name="系统管理员")
         except BaseException:
             await db.dispose()
             raise

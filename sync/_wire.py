@@ -137,4 +137,5 @@ def encode(message: Message) -> bytes:
 
 def decode(data: bytes) -> Message:
     """Parse a protocol message; raises `msgspec.DecodeError` / `ValidationError`."""
-    return _decoder.decode(data)
+    message: Message = _decoder.decode(data)
+    return message

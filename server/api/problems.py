@@ -10,7 +10,13 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from schema import ConflictError, FieldError, NotFoundError, SchemaError
-from server.errors import AuthError, ForbiddenError, NodeError, ThrottledError
+from server.errors import (
+    AuthError,
+    BadRequestError,
+    ForbiddenError,
+    NodeError,
+    ThrottledError,
+)
 
 log = logging.getLogger("branchline.http")
 MEDIA = "application/problem+json"
@@ -95,6 +101,8 @@ def handle_domain(request: Request[Any, Any, Any], exc: Exception) -> Response[A
         return problem(403, str(exc))
     if isinstance(exc, NotFoundError):
         return problem(404, str(exc))
+    if isinstance(exc, BadRequestError):
+        return problem(400, str(exc))
     if isinstance(exc, ConflictError):
         return problem(409, str(exc))
     if isinstance(exc, UnicodeDecodeError):

@@ -1,0 +1,158 @@
+"""Talking to headquarters: signed sync requests, and one full sync round."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import msgspec
+
+from branches._errors import UpstreamError
+from crypto import NodeKey, SignatureError, request_message, response_message, verify
+from schema import Database, Scope, incoming, outgoing, peer_state, record_peer
+from sync import (
+    PROTOCOL_VERSION,
+    Batch,
+    Message,
+    PullRequest,
+    PushAck,
+    PushRequest,
+    Refusal,
+    decode,
+    encode,
+)
+
+MEDIA = "application/msgpack"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Who this node syncs with, and as whom."""
+
+    url: str
+    node_id: str
+    key: NodeKey
+    hq_node_id: str
+    hq_public_key: str
+    branch: str | None
+
+
+@dataclass
+class SyncReport:
+    """What one sync round moved."""
+
+    pushed_rows: int = 0
+    pulled_rows: int = 0
+    applied: int = 0
+    conflicts: int = 0
+    evicted: int = 0
+    quarantined: int = 0
+    requests: int = 0
+    clock_offset_ms: int | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+async def call(client: httpx.AsyncClient, up: Upstream, path: str, message: Message
+               ) -> tuple[Message, int]:
+    """POST a signed protocol message; return the verified reply and HQ's clock."""
+    body = encode(message)
+    millis = int(time.time() * 1000)
+    headers = {
+        "content-type": MEDIA,
+        "x-branchline-node": up.node_id,
+        "x-branchline-time": str(millis),
+        "x-branchline-signature": up.key.sign(
+            request_message("POST", path, up.node_id, millis, body)),
+    }
+    try:
+        r = await client.post(up.url.rstrip("/") + path, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"cannot reach {up.url}: {exc or type(exc).__name__}") from None
+    if r.status_code >= 400:
+        try:
+            detail = r.json().get("detail", r.text)
+        except ValueError:
+            detail = r.text[:200]
+        raise UpstreamError(f"headquarters refused ({r.status_code}): {detail}")
+    try:
+        their_time = int(r.headers.get("x-branchline-time", ""))
+        verify(up.hq_public_key, r.headers.get("x-branchline-signature", ""),
+               response_message(r.status_code, up.hq_node_id, their_time, r.content))
+    except (ValueError, SignatureError):
+        raise UpstreamError("the reply is not signed by our headquarters") from None
+    try:
+        reply = decode(r.content)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise UpstreamError("headquarters sent a malformed reply") from None
+    if isinstance(reply, Refusal):
+        raise UpstreamError(f"headquarters refused: {reply.reason}")
+    return reply, their_time
+
+
+async def sync_once(db: Database, up: Upstream, *, max_skew_ms: int, page_rows: int,
+                    client: httpx.AsyncClient | None = None) -> SyncReport:
+    """Push everything HQ has not acknowledged, then pull everything new in scope."""
+    report = SyncReport()
+    own = client or httpx.AsyncClient(timeout=60)
+    try:
+        await _push(db, up, own, page_rows, report)
+        await _pull(db, up, own, page_rows, max_skew_ms, report)
+    except UpstreamError as exc:
+        await record_peer(db, up.hq_node_id, last_error=str(exc))
+        raise
+    finally:
+        if client is None:
+            await own.aclose()
+    await record_peer(db, up.hq_node_id, last_error=None,
+                      clock_offset_ms=report.clock_offset_ms)
+    return report
+
+
+async def _push(db: Database, up: Upstream, client: httpx.AsyncClient, page_rows: int,
+                report: SyncReport) -> None:
+    while True:
+        state = await peer_state(db, up.hq_node_id)
+        batch = await outgoing(db, sender=up.node_id, peer=up.hq_node_id, scope=Scope(),
+                               cursor=state["pushed"], limit=page_rows)
+        if batch.rows or batch.evictions:
+            reply, _ = await call(client, up, "/sync/v1/push", PushRequest(
+                protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION, node=up.node_id,
+                batch=batch))
+            if not isinstance(reply, PushAck):
+                raise UpstreamError("headquarters answered a push with something else")
+            report.pushed_rows += len(batch.rows)
+            report.quarantined += len(reply.quarantined)
+            report.messages += [f"HQ quarantined {q.tbl} {q.id}: {q.reason}"
+                                for q in reply.quarantined]
+            cursor = reply.cursor
+        else:
+            cursor = batch.cursor
+        await record_peer(db, up.hq_node_id, pushed=cursor,
+                          batches_out=int(state["batches_out"]) + 1)
+        if not batch.more:
+            return
+
+
+async def _pull(db: Database, up: Upstream, client: httpx.AsyncClient, page_rows: int,
+                max_skew_ms: int, report: SyncReport) -> None:
+    while True:
+        state = await peer_state(db, up.hq_node_id)
+        sent = int(time.time() * 1000)
+        reply, their_time = await call(client, up, "/sync/v1/pull", PullRequest(
+            protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION, node=up.node_id,
+            cursor=state["pulled"], limit=page_rows))
+        if not isinstance(reply, Batch):
+            raise UpstreamError("headquarters answered a pull with something else")
+        report.clock_offset_ms = their_time - (sent + int(time.time() * 1000)) // 2
+        result = await incoming(db, reply, node_id=up.node_id, peer=up.hq_node_id,
+                                hq_node=up.hq_node_id, writer_branch=None,
+                                max_skew_ms=max_skew_ms)
+        report.pulled_rows += len(reply.rows)
+        report.applied += result.applied
+        report.conflicts += result.conflicts
+        report.evicted += result.evicted
+        report.quarantined += len(result.quarantined)
+        if not reply.more:
+            return

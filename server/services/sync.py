@@ -1,0 +1,78 @@
+"""Serving the sync protocol to enrolled nodes (SPEC §Pull, §Push)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schema import (
+    Scope,
+    incoming,
+    outgoing,
+    pending_since,
+    quarantine_count,
+    record_peer,
+    utcnow,
+)
+from server.errors import BadRequestError
+from server.node import Node
+from sync import PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest
+
+SCHEMA_VERSION = 1
+MAX_PAGE = 5000
+
+
+class ProtocolError(BadRequestError):
+    """The request speaks another protocol version or names another node."""
+
+
+def _check(peer: dict[str, Any], protocol: int, node_id: str) -> None:
+    if protocol != PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol {protocol} is not supported (this node speaks "
+                            f"{PROTOCOL_VERSION})")
+    if node_id != peer["id"]:
+        raise ProtocolError("the message names another node than the one that signed it")
+
+
+async def pull(node: Node, peer: dict[str, Any], request: PullRequest) -> Batch:
+    """The next page of changes in the peer's scope."""
+    _check(peer, request.protocol, request.node)
+    scope = Scope(peer["branch"]) if peer["kind"] != "hq" else Scope()
+    batch = await outgoing(node.db, sender=node.node_id, peer=peer["id"], scope=scope,
+                           cursor=request.cursor, limit=max(1, min(request.limit, MAX_PAGE)))
+    # The cursor a peer asks from is what it has applied of ours: its acknowledgement.
+    await record_peer(node.db, peer["id"], pushed=request.cursor, last_contact=utcnow())
+    return batch
+
+
+async def push(node: Node, peer: dict[str, Any], request: PushRequest) -> PushAck:
+    """Apply a peer's batch; quarantined changes are reported, never block the rest."""
+    _check(peer, request.protocol, request.node)
+    if request.batch.sender != peer["id"]:
+        raise ProtocolError("the batch names another sender than the signing node")
+    result = await incoming(node.db, request.batch, node_id=node.node_id, peer=peer["id"],
+                            hq_node=node.hq_node_id, writer_branch=peer["branch"],
+                            max_skew_ms=node.settings.max_skew_ms)
+    return PushAck(protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION,
+                   cursor=request.batch.cursor, applied=result.applied,
+                   quarantined=result.quarantined)
+
+
+async def health(node: Node, known: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per enrolled node: last contact, what waits in each direction, errors."""
+    from schema import peer_state
+
+    out = []
+    for n in known:
+        if n["id"] == node.node_id:
+            continue
+        state = await peer_state(node.db, n["id"])
+        out.append({
+            "node_id": n["id"], "kind": n["kind"], "branch": n["branch"], "name": n["name"],
+            "revoked": n["revoked_at"] is not None,
+            "last_contact": state["last_contact"], "last_error": state["last_error"],
+            "waiting_outbound": await pending_since(node.db, state["pushed"]),
+            "batches_in": state["batches_in"],
+            "quarantined": await quarantine_count(node.db, n["id"]),
+            "clock_offset_ms": state["clock_offset_ms"],
+        })
+    return out

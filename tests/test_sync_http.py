@@ -1,0 +1,134 @@
+"""The sync protocol over HTTP: signed requests, enrolment, revocation, bad input."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import select
+
+from branches import Upstream, UpstreamError, read_enrolment, sync_once
+from crypto import NodeKey, request_message
+from schema import TABLES, utcnow
+from server.node import Node, init_node
+from server.services import nodes as node_service
+from sync import PROTOCOL_VERSION, PullRequest, encode
+
+Client = AsyncTestClient[Any]
+PASS = "enrol-pass-1"
+
+
+async def _branch(tmp_path: Path, hq: Node, code: str) -> tuple[Node, Upstream]:
+    file = tmp_path / f"{code}.enrol"
+    await node_service.add_branch(hq, code=code, name=f"{code}店", out=file, passphrase=PASS,
+                                  url="http://testserver.local")
+    e = read_enrolment(file, PASS)
+    trusted = [{"id": e.hq_node_id, "kind": "hq", "name": "hq", "branch": None,
+                "public_key": e.hq_public_key, "url": e.hq_url, "enrolled_at": utcnow()}]
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    node, _ = await init_node(tmp_path / code, role="branch", name=e.branch_name, environ=env,
+                              key_file=tmp_path / f"{code}.key", branch_code=code,
+                              node_id=e.node_id, node_key=NodeKey.from_hex(e.node_key),
+                              trusted=trusted, hq_node_id=e.hq_node_id,
+                              upstream_url="http://testserver.local", admin=False)
+    up = Upstream(url="http://testserver.local", node_id=e.node_id,
+                  key=NodeKey.from_hex(e.node_key), hq_node_id=e.hq_node_id,
+                  hq_public_key=e.hq_public_key, branch=code)
+    return node, up
+
+
+async def _sync(node: Node, up: Upstream, client: httpx.AsyncClient) -> Any:
+    return await sync_once(node.db, up, max_skew_ms=60_000, page_rows=100, client=client)
+
+
+async def test_branch_bootstraps_edits_offline_and_converges(
+    tmp_path: Path, node: Node, client: Client, backend: str
+) -> None:
+    from tests.conftest import add_user
+
+    branch, up = await _branch(tmp_path, node, "S012")
+    try:
+        await add_user(node, "rep12", "sales_rep", "S012")
+        report = await _sync(branch, up, client)
+        users = TABLES["users"]
+        async with branch.db.read() as conn:
+            names = {r.username for r in await conn.execute(select(users.c.username))}
+        assert names == {"rep12"} and report.applied >= 2
+        # Work offline at the branch, then sync: HQ holds it.
+        async with branch.db.write(branch.node_id, None) as uow:
+            c = await uow.insert("customers", {"name": "分店客户", "customer_type": "person",
+                                               "source": "call", "registered_at": utcnow(),
+                                               "branch": "S012"})
+            await uow.insert("contacts", {"customer_id": c["id"], "name": "联系人"})
+        report = await _sync(branch, up, client)
+        assert report.pushed_rows == 2 and report.quarantined == 0
+        async with node.db.read() as conn:
+            got = (await conn.execute(select(TABLES["customers"].c.name).where(
+                TABLES["customers"].c.id == c["id"]))).scalar_one()
+        assert got == "分店客户"
+        # A second round moves nothing.
+        report = await _sync(branch, up, client)
+        assert (report.pushed_rows, report.applied) == (0, 0)
+    finally:
+        await branch.close()
+
+
+async def test_revoked_node_is_refused_with_reason(tmp_path: Path, node: Node,
+                                                   client: Client) -> None:
+    branch, up = await _branch(tmp_path, node, "S013")
+    try:
+        await _sync(branch, up, client)
+        await node_service.revoke(node, node_id=None, branch="S013", reason="tablet lost")
+        with pytest.raises(UpstreamError, match="revoked: tablet lost"):
+            await _sync(branch, up, client)
+    finally:
+        await branch.close()
+
+
+def _signed(up: Upstream, body: bytes, millis: int | None = None,
+            key: NodeKey | None = None) -> dict[str, str]:
+    millis = int(time.time() * 1000) if millis is None else millis
+    return {"content-type": "application/msgpack", "x-branchline-node": up.node_id,
+            "x-branchline-time": str(millis),
+            "x-branchline-signature": (key or up.key).sign(
+                request_message("POST", "/sync/v1/pull", up.node_id, millis, body))}
+
+
+async def test_bad_sync_requests_are_refused_cleanly(tmp_path: Path, node: Node,
+                                                     client: Client) -> None:
+    branch, up = await _branch(tmp_path, node, "S014")
+    await branch.close()
+    good = encode(PullRequest(protocol=PROTOCOL_VERSION, schema=1, node=up.node_id))
+    cases = [
+        (b"", _signed(up, b""), 400),                                   # empty body
+        (b"\x93garbage", _signed(up, b"\x93garbage"), 400),             # malformed
+        (good, _signed(up, good, key=NodeKey.generate()), 401),         # forged
+        (good, _signed(up, good, millis=int(time.time() * 1000) + 3_600_000), 401),  # skew
+        (good, {**_signed(up, good), "x-branchline-node": "nobody"}, 401),
+        (good + b"x", _signed(up, good), 401),                          # body changed
+        (encode(PullRequest(protocol=99, schema=1, node=up.node_id)),
+         _signed(up, encode(PullRequest(protocol=99, schema=1, node=up.node_id))), 400),
+    ]
+    for body, headers, status in cases:
+        r = await client.post("/sync/v1/pull", content=body, headers=headers)
+        assert r.status_code == status, (status, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_clock_offset_is_reported_in_health(tmp_path: Path, node: Node, client: Client,
+                                                  admin_headers: dict[str, str]) -> None:
+    branch, up = await _branch(tmp_path, node, "S015")
+    try:
+        await _sync(branch, up, client)
+        r = await client.get("/api/v1/sync/health", headers=admin_headers)
+        peers = {p["branch"]: p for p in r.json()["peers"]}
+        assert peers["S015"]["last_contact"] is not None
+        assert peers["S015"]["revoked"] is False
+    finally:
+        await branch.close()
+
+
