@@ -88,7 +88,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
         deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{srv.output()}")
+                how = (f"was killed by {signal.Signals(-proc.returncode).name}"
+                       if proc.returncode < 0 else f"exited with {proc.returncode}")
+                pytest.fail(f"server {how} before answering /health:\n{srv.output()}")
             try:
                 r = httpx.get(f"{srv.url}/health", timeout=1)
                 if r.status_code == 200:
