@@ -195,10 +195,14 @@ class Database:
         async with self._writer.connect() as conn:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
-            await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            await driver.execute("PRAGMA journal_mode = DELETE")
-            await driver.execute(sqlcipher_key_pragma(new_key, rekey=True))
-            await driver.execute("PRAGMA journal_mode = WAL")
+            for statement in ("PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA journal_mode = DELETE",
+                              sqlcipher_key_pragma(new_key, rekey=True),
+                              "PRAGMA journal_mode = WAL"):
+                # Each result is read to the end and closed: an open statement keeps a
+                # transaction alive and SQLite refuses to leave WAL mode inside one.
+                cursor = await driver.execute(statement)
+                await cursor.fetchall()
+                await cursor.close()
             await conn.invalidate()
 
     async def dispose(self) -> None:
