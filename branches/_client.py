@@ -10,7 +10,15 @@ import msgspec
 
 from branches._errors import UpstreamError
 from crypto import NodeKey, SignatureError, request_message, response_message, verify
-from schema import Database, Scope, incoming, outgoing, peer_state, record_peer
+from schema import (
+    Database,
+    Scope,
+    incoming,
+    outgoing,
+    peer_state,
+    record_peer,
+    wipe_replica,
+)
 from sync import (
     PROTOCOL_VERSION,
     Batch,
@@ -146,6 +154,11 @@ async def _pull(db: Database, up: Upstream, client: httpx.AsyncClient, page_rows
         if not isinstance(reply, Batch):
             raise UpstreamError("headquarters answered a pull with something else")
         report.clock_offset_ms = their_time - (sent + int(time.time() * 1000)) // 2
+        if reply.reset:
+            # Our cursor predates deletes HQ has forgotten: rebuild from its snapshot.
+            # Everything of ours was pushed just before, so nothing is lost.
+            await wipe_replica(db, up.hq_node_id)
+            report.messages.append("replica rebuilt from a snapshot (offline too long)")
         result = await incoming(db, reply, node_id=up.node_id, peer=up.hq_node_id,
                                 hq_node=up.hq_node_id, writer_branch=None,
                                 max_skew_ms=max_skew_ms)

@@ -23,6 +23,7 @@ from schema._exchange import (
     quarantine_count,
     record_peer,
 )
+from schema._gc import collect_tombstones, gc_horizon, wipe_replica
 from schema._ids import new_id
 from schema._policy import Entity, Field, Sensitivity
 from schema._roles import CUSTOM_FIELD_ADMINS, CUSTOMER_EDITORS, ORG_ADMINS, ROLES, Role
@@ -79,6 +80,8 @@ __all__ = [
     "WrongKeyError",
     "clean_text",
     "coerce",
+    "collect_tombstones",
+    "gc_horizon",
     "incoming",
     "metadata",
     "new_id",
@@ -104,4 +107,5 @@ __all__ = [
     "utcnow",
     "validate_id_number",
     "validate_org_code",
+    "wipe_replica",
 ]

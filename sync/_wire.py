@@ -78,6 +78,9 @@ class Batch(Struct, tag="batch", frozen=True):
     more: bool
     evictions: list[tuple[str, str]] = []
     """(table, id) of rows that left the receiver's scope: drop them locally."""
+    reset: bool = False
+    """The receiver's cursor is older than tombstones the sender has collected: drop
+    the replica and rebuild it from this snapshot (which starts from the beginning)."""
 
 
 class PullRequest(Struct, tag="pull", frozen=True):

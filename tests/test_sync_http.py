@@ -132,3 +132,39 @@ async def test_clock_offset_is_reported_in_health(tmp_path: Path, node: Node, cl
         await branch.close()
 
 
+
+
+async def test_peer_behind_collected_tombstones_rebuilds_from_snapshot(
+    tmp_path: Path, node: Node, client: Client
+) -> None:
+    """SPEC §Garbage collection: a peer older than the GC horizon gets `reset`."""
+    from schema import collect_tombstones
+
+    branch, up = await _branch(tmp_path, node, "S016")
+    try:
+        async with node.db.write(node.node_id, None) as uow:
+            gone = await uow.insert("customers", {"name": "将删除", "customer_type": "person",
+                                                  "source": "call", "registered_at": utcnow(),
+                                                  "branch": "S016"})
+            stays = await uow.insert("customers", {"name": "保留", "customer_type": "person",
+                                                   "source": "call", "registered_at": utcnow(),
+                                                   "branch": "S016"})
+        await _sync(branch, up, client)
+        async with node.db.write(node.node_id, None) as uow:
+            await uow.delete("customers", gone["id"])
+            seq = uow.seq
+        # The branch works offline meanwhile: its change must survive the rebuild.
+        async with branch.db.write(branch.node_id, None) as uow:
+            await uow.update("customers", stays["id"], {"industry": "离线修改"})
+        assert await collect_tombstones(node.db, seq) == 1
+        report = await _sync(branch, up, client)
+        assert any("rebuilt" in m for m in report.messages)
+        customers = TABLES["customers"]
+        async with branch.db.read() as conn:
+            rows = {r.name: r.industry for r in await conn.execute(
+                select(customers.c.name, customers.c.industry))}
+        assert rows == {"保留": "离线修改"}
+        report = await _sync(branch, up, client)
+        assert not report.messages and report.applied == 0
+    finally:
+        await branch.close()

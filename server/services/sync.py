@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import msgspec
 
 from schema import (
     Scope,
+    collect_tombstones,
+    gc_horizon,
     incoming,
     outgoing,
     pending_since,
@@ -13,6 +18,7 @@ from schema import (
     record_peer,
     utcnow,
 )
+from schema._produce import format_cursor, parse_cursor
 from server.errors import BadRequestError
 from server.node import Node
 from sync import PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest
@@ -34,13 +40,31 @@ def _check(peer: dict[str, Any], protocol: int, node_id: str) -> None:
 
 
 async def pull(node: Node, peer: dict[str, Any], request: PullRequest) -> Batch:
-    """The next page of changes in the peer's scope."""
+    """The next page of changes in the peer's scope; a snapshot with `reset` when the
+    peer's cursor is older than tombstones collected since."""
     _check(peer, request.protocol, request.node)
     scope = Scope(peer["branch"]) if peer["kind"] != "hq" else Scope()
+    # Snapshot pages (a bootstrap, or a rebuild after a reset) carry an "s" cursor: they
+    # walk old sequence numbers on purpose and must not trigger another reset.
+    horizon = await gc_horizon(node.db)
+    snapshot = request.cursor == "" or request.cursor.startswith("s")
+    cursor = request.cursor[1:] if request.cursor.startswith("s") else request.cursor
+    reset = False
+    if not snapshot and parse_cursor(cursor)[0] < horizon:
+        cursor, snapshot, reset = "", True, True
     batch = await outgoing(node.db, sender=node.node_id, peer=peer["id"], scope=scope,
-                           cursor=request.cursor, limit=max(1, min(request.limit, MAX_PAGE)))
-    # The cursor a peer asks from is what it has applied of ours: its acknowledgement.
-    await record_peer(node.db, peer["id"], pushed=request.cursor, last_contact=utcnow())
+                           cursor=cursor, limit=max(1, min(request.limit, MAX_PAGE)))
+    if snapshot:
+        last = parse_cursor(batch.cursor)
+        end = format_cursor(max(last, (horizon, "", ""))) if not batch.more else ""
+        batch = msgspec.structs.replace(
+            batch, reset=reset, cursor=("s" + batch.cursor) if batch.more else end)
+    # The cursor a peer asks from is what it has applied of ours: its acknowledgement
+    # (a snapshot still under way acknowledges nothing yet).
+    if snapshot:
+        await record_peer(node.db, peer["id"], last_contact=utcnow())
+    else:
+        await record_peer(node.db, peer["id"], pushed=request.cursor, last_contact=utcnow())
     return batch
 
 
@@ -55,6 +79,26 @@ async def push(node: Node, peer: dict[str, Any], request: PushRequest) -> PushAc
     return PushAck(protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION,
                    cursor=request.batch.cursor, applied=result.applied,
                    quarantined=result.quarantined)
+
+
+async def collect_garbage(node: Node, retention_days: float) -> int:
+    """Collect tombstones every active peer has acknowledged, and any older than the
+    retention window (peers that far behind rebuild from a snapshot)."""
+    from sqlalchemy import func, select
+
+    from schema import nodes as node_table
+    from schema import peer_state, sync_rows
+    from sync import pack
+
+    async with node.db.read() as conn:
+        active = [r.id for r in await conn.execute(select(node_table.c.id).where(
+            node_table.c.revoked_at.is_(None), node_table.c.id != node.node_id))]
+        cutoff = pack(int((time.time() - retention_days * 86400) * 1000))
+        old = (await conn.execute(select(func.max(sync_rows.c.seq)).where(
+            sync_rows.c.cl % 2 == 0, sync_rows.c.clock < cutoff))).scalar() or 0
+    acked = [parse_cursor((await peer_state(node.db, n))["pushed"])[0] for n in active]
+    horizon = max(min(acked, default=0), int(old))
+    return await collect_tombstones(node.db, horizon) if horizon else 0
 
 
 async def health(node: Node, known: list[dict[str, Any]]) -> list[dict[str, Any]]:
