@@ -358,6 +358,19 @@ def sync_cmd(data_dir: Path, as_json: bool) -> None:
         click.echo(f"  {message}")
 
 
+@main.command("gc")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="Headquarters' data dir.")
+@click.option("--retention-days", default=30.0, show_default=True, type=click.FloatRange(0),
+              help="Collect tombstones older than this even if a peer has not seen them "
+                   "(that peer then rebuilds from a snapshot).")
+def gc_cmd(data_dir: Path, retention_days: float) -> None:
+    """Collect delete tombstones every peer has acknowledged."""
+    from server.services.sync import collect_garbage
+
+    count = run(_with_node(data_dir, lambda n: collect_garbage(n, retention_days)))
+    click.echo(f"Collected {count} tombstones")
+
+
 @main.command("status")
 @click.option("--data", "data_dir", type=DataDir, required=True, help="The node's data dir.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
