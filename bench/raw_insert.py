@@ -1,8 +1,9 @@
 """Baseline (a): raw `executemany` into a fresh SQLCipher database, no ORM, no sync.
 
 Customers first (all of them, one transaction per 5,000 rows), then their contacts
-(same batching). Only the `BEGIN … executemany … COMMIT` spans are timed; generating
-the records and turning them into tuples is not. Pragmas are those of
+(same batching). Only the `BEGIN … executemany … COMMIT` spans are timed (wall clock,
+and the process's CPU time as a check on a busy machine); generating the records and
+turning them into tuples is not. Pragmas are those of
 schema/_database.py: a raw 32-byte key, WAL, synchronous=NORMAL, temp_store=MEMORY.
 
 Tables hold only the benchmark's columns, with `id` as TEXT PRIMARY KEY;
@@ -70,17 +71,19 @@ def _batches(n: int, seed: int, contacts: bool) -> Iterator[list[tuple[Any, ...]
 
 
 def _insert(conn: Any, table: str, columns: tuple[str, ...],
-            batches: Iterator[list[tuple[Any, ...]]]) -> tuple[int, float]:
+            batches: Iterator[list[tuple[Any, ...]]]) -> tuple[int, float, float]:
+    """Insert every batch in its own transaction; return (rows, wall s, CPU s) spent."""
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    rows, elapsed = 0, 0.0
+    rows, elapsed, cpu = 0, 0.0, 0.0
     for batch in batches:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         conn.execute("BEGIN")
         conn.executemany(sql, batch)
         conn.execute("COMMIT")
         elapsed += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
         rows += len(batch)
-    return rows, elapsed
+    return rows, elapsed, cpu
 
 
 def cipher_version() -> str:
@@ -103,9 +106,9 @@ def run(n: int, *, seed: int = 20240601, indexes: bool = False,
             for stmt in (_ddl("customers", CUSTOMER_COLUMNS, indexes)
                          + _ddl("contacts", CONTACT_COLUMNS, indexes)):
                 conn.execute(stmt)
-            cust_rows, cust_s = _insert(conn, "customers", CUSTOMER_COLUMNS,
+            cust_rows, cust_s, cust_cpu = _insert(conn, "customers", CUSTOMER_COLUMNS,
                                         _batches(n, seed, contacts=False))
-            cont_rows, cont_s = _insert(conn, "contacts", CONTACT_COLUMNS,
+            cont_rows, cont_s, cont_cpu = _insert(conn, "contacts", CONTACT_COLUMNS,
                                         _batches(n, seed, contacts=True))
             counts = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                       for t in ("customers", "contacts")]
@@ -117,6 +120,7 @@ def run(n: int, *, seed: int = 20240601, indexes: bool = False,
         "customers": cust_rows, "contacts": cont_rows,
         "customer_columns": len(CUSTOMER_COLUMNS), "indexes": indexes,
         "customers_s": cust_s, "contacts_s": cont_s,
+        "customers_cpu_s": cust_cpu, "contacts_cpu_s": cont_cpu,
         "customer_rows_per_s": cust_rows / cust_s,
         "contact_rows_per_s": cont_rows / cont_s,
         "all_rows_per_s": (cust_rows + cont_rows) / (cust_s + cont_s),

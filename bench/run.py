@@ -167,6 +167,8 @@ def main() -> None:
     if BRANCHLINE is None:
         print(f"| Branchline sync branch → HQ | {args.customers:,} | pending | pending "
               "| pending | pending | pending |")
+    info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load at the end: {info['loadavg_end']}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "customers": args.customers,
                                          "repeat": args.repeat, "runs": runs}, indent=2))
