@@ -158,8 +158,7 @@ class Applier:
         owners = await self._owners(tbl, rows, data, columns)
         wall = int(time.time() * 1000)
         for row in rows:
-            if row.origin >= len(self.batch.nodes) or (
-                    row.values is not None and len(row.values) != len(columns)):
+            if _malformed(row, len(self.batch.nodes), len(columns)):
                 await self._quarantine(row, "malformed row")
                 continue
             newest = max([row.clock, *(c.clock for c in row.cells),
@@ -172,8 +171,12 @@ class Applier:
             if reason:
                 await self._quarantine(row, reason)
                 continue
-            if unknown and row.values is not None:
-                await self._quarantine(row, f"columns {unknown} unknown to this schema; "
+            parked = sorted({*(unknown if row.values is not None else ()),
+                             *(c.col for c in row.cells if c.col not in known),
+                             *(t.col for t in row.tallies if t.col not in known),
+                             *(m.col for m in row.members if m.col not in known)})
+            if parked:
+                await self._quarantine(row, f"columns {parked} unknown to this schema; "
                                             "parked until upgrade")
             self.uow.observe(newest)
             try:
@@ -490,6 +493,15 @@ class Applier:
                     await self._drop(child, child_id, stamps=True)
         self.result.evicted += 1
         self.uow.touch()
+
+
+def _malformed(row: Row, nodes: int, columns: int) -> bool:
+    """A row whose node indexes or values do not fit its batch."""
+    return (not 0 <= row.origin < nodes
+            or (row.values is not None and len(row.values) != columns)
+            or any(not 0 <= c.origin < nodes for c in row.cells)
+            or any(not 0 <= t.node < nodes for t in row.tallies)
+            or any(not 0 <= m.node < nodes for m in row.members))
 
 
 def _dump(lineage: dict[str, int] | None) -> str | None:

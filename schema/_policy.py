@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Column
@@ -35,7 +36,7 @@ class Field:
     states: tuple[str, ...] = ()
     """For `Merge.STATE`: the workflow states in order; the furthest wins."""
 
-    @property
+    @cached_property
     def name(self) -> str:
         return str(self.column.name)
 
@@ -52,11 +53,14 @@ class Entity:
     extra_indexes: tuple[tuple[str, ...], ...] = field(default=())
 
     def field(self, name: str) -> Field:
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise KeyError(name)
+        """The field called `name`; `KeyError` if there is none."""
+        return self.by_name[name]
 
-    @property
+    @cached_property
+    def by_name(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
+
+    @cached_property
     def replicated_columns(self) -> tuple[str, ...]:
+        """Columns that travel in sync, in declaration order (without `id`)."""
         return tuple(f.name for f in self.fields if f.replicated and f.name != "id")

@@ -86,6 +86,10 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
     by_tbl: dict[str, list[Any]] = defaultdict(list)
     for r in page:
         by_tbl[r.tbl].append(r)
+    last = (page[-1].seq, page[-1].tbl, page[-1].row_id) if page else start
+    parents = await _parents_after(conn, by_tbl, last)
+    if parents:
+        by_tbl["customers"] += parents
     entered: set[str] = set()
     for tbl, stamps in by_tbl.items():
         if tbl not in ENTITIES:
@@ -110,11 +114,34 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
             if row is not None:
                 rows.append(row)
     if entered:
-        rows.extend(await _children(conn, sorted(entered), nodes))
-    last = (page[-1].seq, page[-1].tbl, page[-1].row_id) if page else start
+        children = await _children(conn, sorted(entered), nodes)
+        # A child changed after the cursor is already in `rows`: send it once, whole.
+        again = {(r.tbl, r.id) for r in children}
+        rows = [r for r in rows if (r.tbl, r.id) not in again] + children
     return Batch(protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION, sender=sender,
                  nodes=nodes.ids, columns=_columns({r.tbl for r in rows}), rows=rows,
                  cursor=format_cursor(last), more=len(page) == limit, evictions=evictions)
+
+
+async def _parents_after(conn: AsyncConnection, by_tbl: dict[str, list[Any]], last: Key
+                         ) -> list[Any]:
+    """Stamps of customers whose children are in the page but whose own row sorts after
+    it (changed again later): they travel with the page, so a receiver checking scope
+    never gets a child before its customer. Re-sending them later is harmless."""
+    owners: set[str] = set()
+    for tbl in sorted(CHILDREN & by_tbl.keys()):
+        t = TABLES[tbl]
+        ids = [s.row_id for s in by_tbl[tbl]]
+        for i in range(0, len(ids), 500):
+            owners |= {r.customer_id for r in await conn.execute(
+                select(t.c.customer_id).where(t.c.id.in_(ids[i:i + 500]))) if r.customer_id}
+    wanted = sorted(owners)
+    out: list[Any] = []
+    for i in range(0, len(wanted), 500):
+        out += (await conn.execute(select(sync_rows).where(
+            sync_rows.c.tbl == "customers", sync_rows.c.row_id.in_(wanted[i:i + 500]),
+            tuple_(sync_rows.c.seq, sync_rows.c.tbl, sync_rows.c.row_id) > last))).all()
+    return out
 
 
 def _columns(tables: set[str]) -> dict[str, list[str]]:

@@ -203,7 +203,8 @@ class UnitOfWork:
                              None if lineage_json == "null" else lineage_json)
         await self._touch_row(table, row_id)
         if entity.keep_history:
-            await self._history(table, old, changed, entity)
+            clocks = {name: clock for name, clock, _, _ in cells}
+            await self._history(table, old, changed, entity, clocks)
         self._dirty = True
         return new
 
@@ -219,8 +220,16 @@ class UnitOfWork:
         await self._tally(table, row_id, column, delta)
         t = TABLES[table]
         value = int(old[column] or 0) + delta
+        now = utcnow()
         await self.conn.execute(update(t).where(t.c.id == row_id).values(
-            {column: value, "updated_at": utcnow()}))
+            {column: value, "updated_at": now}))
+        # updated_at is an lww cell like any other: stamp it, or replicas disagree on it.
+        stamps = await self._stamps(table, row_id)
+        _, lineage = stamps.get("updated_at", stamps["*"])
+        clock = self.next_clock()
+        stored = compact(_Stamp(clock, self.node_id), extend(lineage, self.node_id, clock))
+        await self._cell(table, row_id, "updated_at", clock, 0,
+                         None if stored is None else json.dumps(stored))
         await self._touch_row(table, row_id)
         self._dirty = True
         return {**old, column: value}
@@ -249,7 +258,9 @@ class UnitOfWork:
             if old is not None and not cycle:
                 raise ConflictError(f"{f.name} was set first elsewhere; it changes only "
                                     "through a new cycle (handover)")
-            return current.rank + (1 if cycle and old is not None else 0)
+            # Filling an empty field is a new rank too: otherwise the empty value the row
+            # was created with, being older, would win over it as the "first write".
+            return current.rank + 1
         if f.merge is Merge.STATE:
             cur_cycle, cur_pos = current.rank >> CYCLE_SHIFT, current.rank & 0xFF
             position = _position(f, new)
@@ -335,7 +346,9 @@ class UnitOfWork:
                      ("added", "removed", "seq"))
 
     async def _history(self, table: str, old: dict[str, Any], changed: dict[str, Any],
-                       entity: Entity) -> None:
+                       entity: Entity, clocks: dict[str, int]) -> None:
+        """One history row per changed field, carrying that field's own clock (so a
+        conflict can name who made each competing write)."""
         now = utcnow()
         for name, value in changed.items():
             if not entity.field(name).history:
@@ -345,7 +358,7 @@ class UnitOfWork:
                 "customer_id": customer_of(table, old),
                 "old_value": jsonable(old.get(name)), "new_value": jsonable(value),
                 "changed_by": self.actor_id, "changed_at": now, "node_id": self.node_id,
-                "clock": self._clock,
+                "clock": clocks.get(name, self._clock),
             })
 
     def _complete(self, entity: Entity, values: dict[str, Any]) -> dict[str, Any]:
