@@ -25,11 +25,25 @@ SCHEMA_VERSION = 1
 
 
 def parse_cursor(cursor: str) -> Key:
-    """`seq:table:row_id`, or empty for the beginning."""
+    """Where the next page starts: `seq:table:row_id`, or empty for the beginning."""
+    return _parse(cursor)[1]
+
+
+def _parse(cursor: str) -> tuple[Key, Key]:
+    """(since, position) of a cursor.
+
+    Rows move forward in the change order when they change again, so a row can leave
+    the part of the order a page has not reached yet and land past it: its older
+    changes were in no page. While paging (`more`), the cursor therefore also carries
+    the sequence number the round of pages started from, `base@seq:table:row_id`;
+    every page of the round sends what changed after that, not after its own start.
+    """
     if not cursor:
-        return ZERO
+        return ZERO, ZERO
     seq, tbl, row_id = cursor.split(":", 2)
-    return int(seq), tbl, row_id
+    base, at, seq = seq.rpartition("@")
+    position = (int(seq), tbl, row_id)
+    return ((int(base), "", "") if at else position), position
 
 
 def format_cursor(key: Key) -> str:
@@ -74,7 +88,7 @@ async def _data(conn: AsyncConnection, tbl: str, ids: list[str]) -> dict[str, di
 async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int,
                   scope: Scope, peer: str | None = None) -> Batch:
     """The next page of changes after `cursor` for a peer holding `scope`."""
-    start = parse_cursor(cursor)
+    since, start = _parse(cursor)
     page = (await conn.execute(
         select(sync_rows)
         .where(tuple_(sync_rows.c.seq, sync_rows.c.tbl, sync_rows.c.row_id) > start)
@@ -100,17 +114,22 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
         cells = side[0]
         keep = await _in_scope(conn, tbl, data, scope)
         for s in stamps:
-            whole = _after(s.stamp_seq, tbl, s.row_id, start)
+            whole = _after(s.stamp_seq, tbl, s.row_id, since)
+            # Moved to another branch, or re-created (perhaps under another branch than
+            # the generation the peer may hold): the peer's copy is out of date.
+            changed_hands = tbl == "customers" and s.cl % 2 == 1 and (
+                (s.cl > 1 and whole) or _moved(cells.get(s.row_id, []), since))
             if s.cl % 2 == 1 and s.row_id not in keep:
-                if tbl == "customers" and _moved(cells.get(s.row_id, []), start):
+                if changed_hands:
                     evictions.append((tbl, s.row_id))
                 continue
-            if (tbl == "customers" and not scope.everything and not whole
-                    and _moved(cells.get(s.row_id, []), start)):
+            # Entered the peer's scope: whole, with every child, even children the peer
+            # was not sent earlier because the customer was not yet in its scope.
+            if changed_hands and not scope.everything:
                 whole = True
                 entered.add(s.row_id)
             row = _row(tbl, s, data.get(s.row_id), [x.get(s.row_id, []) for x in side],
-                       whole, start, nodes, peer, fresh=s.row_id in entered)
+                       whole, since, nodes, peer, fresh=s.row_id in entered)
             if row is not None:
                 rows.append(row)
     if entered:
@@ -120,7 +139,14 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
         rows = [r for r in rows if (r.tbl, r.id) not in again] + children
     return Batch(protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION, sender=sender,
                  nodes=nodes.ids, columns=_columns({r.tbl for r in rows}), rows=rows,
-                 cursor=format_cursor(last), more=len(page) == limit, evictions=evictions)
+                 cursor=_next(since, last, more=len(page) == limit), more=len(page) == limit,
+                 evictions=evictions)
+
+
+def _next(since: Key, last: Key, *, more: bool) -> str:
+    """The cursor after a page: a round under way keeps the base it started from."""
+    cursor = format_cursor(last)
+    return f"{since[0]}@{cursor}" if more else cursor
 
 
 async def _parents_after(conn: AsyncConnection, by_tbl: dict[str, list[Any]], last: Key
