@@ -259,6 +259,25 @@ class Applier:
         if row.cl % 2 == 0 or data is None:
             return
         await self._merge(entity, row, columns, local, data, cells, tallies, members)
+        if (entity.table == "customers" and row.values is not None
+                and self.writer_branch is None and self.uow.node_id != self.hq_node):
+            await self._offer_again(row.id)
+
+    async def _offer_again(self, customer_id: str) -> None:
+        """HQ sent whole a customer this node holds: it may have (re-)entered our scope
+        after writes of ours HQ refused while it belonged elsewhere. Our next push
+        offers the customer and its children whole again; HQ merges what it lacks."""
+        ids: dict[str, list[str]] = {"customers": [customer_id]}
+        for child in sorted(CHILDREN):
+            t = TABLES[child]
+            ids[child] = [r.id for r in await self.conn.execute(
+                select(t.c.id).where(t.c.customer_id == customer_id))]
+        for tbl, row_ids in ids.items():
+            for i in range(0, len(row_ids), 500):
+                await self.conn.execute(update(sync_rows).where(
+                    sync_rows.c.tbl == tbl, sync_rows.c.row_id.in_(row_ids[i:i + 500])
+                ).values(seq=self.uow.seq, stamp_seq=self.uow.seq))
+        self.uow.touch()
 
     async def _tombstone(self, tbl: str, row: Row, existed: bool) -> None:
         if existed:
