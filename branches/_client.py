@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +28,9 @@ from sync import (
     PushAck,
     PushRequest,
     Refusal,
+    compress,
     decode,
+    decompress,
     encode,
 )
 
@@ -59,16 +62,23 @@ class SyncReport:
     quarantined: int = 0
     requests: int = 0
     clock_offset_ms: int | None = None
+    bytes_sent: int = 0
+    bytes_received: int = 0
     messages: list[str] = field(default_factory=list)
+
+
+_STATS: contextvars.ContextVar[SyncReport | None] = contextvars.ContextVar("sync_stats",
+                                                                           default=None)
 
 
 async def call(client: httpx.AsyncClient, up: Upstream, path: str, message: Message
                ) -> tuple[Message, int]:
     """POST a signed protocol message; return the verified reply and HQ's clock."""
-    body = encode(message)
+    body = compress(encode(message))
     millis = int(time.time() * 1000)
     headers = {
         "content-type": MEDIA,
+        "content-encoding": "zstd",
         "x-branchline-node": up.node_id,
         "x-branchline-time": str(millis),
         "x-branchline-signature": up.key.sign(
@@ -91,9 +101,15 @@ async def call(client: httpx.AsyncClient, up: Upstream, path: str, message: Mess
     except (ValueError, SignatureError):
         raise UpstreamError("the reply is not signed by our headquarters") from None
     try:
-        reply = decode(r.content)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        raw = r.content
+        reply = decode(decompress(raw) if r.headers.get("x-branchline-encoding") == "zstd"
+                       else raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
         raise UpstreamError("headquarters sent a malformed reply") from None
+    stats = _STATS.get()
+    if stats is not None:
+        stats.bytes_sent += len(body)
+        stats.bytes_received += len(raw)
     if isinstance(reply, Refusal):
         raise UpstreamError(f"headquarters refused: {reply.reason}")
     return reply, their_time
@@ -103,7 +119,8 @@ async def sync_once(db: Database, up: Upstream, *, max_skew_ms: int, page_rows: 
                     client: httpx.AsyncClient | None = None) -> SyncReport:
     """Push everything HQ has not acknowledged, then pull everything new in scope."""
     report = SyncReport()
-    own = client or httpx.AsyncClient(timeout=60)
+    _STATS.set(report)
+    own = client or httpx.AsyncClient(timeout=300)
     try:
         await _push(db, up, own, page_rows, report)
         await _pull(db, up, own, page_rows, max_skew_ms, report)

@@ -55,6 +55,8 @@ from sync import (
 CONFLICT_NS = uuid.UUID("6f1d8c1e-6b7e-4f43-9d55-2f0b3f1c2a10")
 ORDER = ("regions", "branches", "departments", "custom_field_defs", "users", "customers")
 _row_encoder = msgspec.msgpack.Encoder()
+SIDE_TABLES = {"sync_cells": sync_cells, "sync_tallies": sync_tallies,
+               "sync_members": sync_members}
 
 
 @dataclass
@@ -88,6 +90,42 @@ def _instant(value: Any) -> Any:
 CONVERTERS = {name: _convert(e) for name, e in ENTITIES.items()}
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What applying a new row of one table needs, computed once per table."""
+
+    known: frozenset[str]
+    hq_only: tuple[str, ...]
+    convert: tuple[tuple[str, Any], ...]
+    counters: tuple[str, ...]
+    sets: tuple[str, ...]
+    defaults: tuple[tuple[str, Any], ...]
+    nulls: dict[str, None]
+
+
+def _default(f: Any) -> Any:
+    arg: Any = getattr(f.column.default, "arg", None)
+    if getattr(f.column.default, "is_callable", False):
+        return lambda: arg(None)
+    return lambda: arg
+
+
+def _plan(entity: Entity) -> Plan:
+    return Plan(
+        known=frozenset(f.name for f in entity.fields if f.replicated and f.name != "id"),
+        hq_only=tuple(f.name for f in entity.fields if f.merge is Merge.HQ_AUTHORITATIVE),
+        convert=tuple(CONVERTERS[entity.table].items()),
+        counters=tuple(f.name for f in entity.fields if f.merge is Merge.COUNTER),
+        sets=tuple(f.name for f in entity.fields if f.merge is Merge.ADD_WINS_SET),
+        defaults=tuple((f.name, _default(f)) for f in entity.fields
+                       if f.column.default is not None),
+        nulls=dict.fromkeys(f.name for f in entity.fields),
+    )
+
+
+PLANS = {name: _plan(e) for name, e in ENTITIES.items()}
+
+
 def coerce(table: str, column: str, value: Any) -> Any:
     """A value from the wire or from JSON as the column's Python type."""
     conv = CONVERTERS[table].get(column)
@@ -109,6 +147,18 @@ class Applier:
         self.peer = peer
         self.result = ApplyResult()
         self._new_customers: dict[str, str | None] = {}
+        self._buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    async def _flush(self) -> None:
+        """Write buffered new rows: one statement per table."""
+        buffer, self._buffer = self._buffer, defaultdict(list)
+        stamps = buffer.pop("sync_rows", [])
+        for name, rows in buffer.items():
+            if rows:
+                table = SIDE_TABLES[name] if name in SIDE_TABLES else TABLES[name]
+                await self.conn.execute(table.insert(), rows)
+        await upsert(self.conn, sync_rows, stamps, ("tbl", "row_id"),
+                     ("cl", "clock", "origin", "seq", "stamp_seq"))
 
     async def run(self) -> ApplyResult:
         groups: dict[str, list[Row]] = defaultdict(list)
@@ -132,6 +182,20 @@ class Applier:
         self.result.quarantined.append(Quarantined(row.tbl, row.id, reason))
 
     async def _table(self, tbl: str, rows: list[Row]) -> None:
+        # A row named twice in one batch is merged in a second pass, after the first
+        # pass's buffered inserts are written.
+        seen: set[str] = set()
+        first: list[Row] = []
+        again: list[Row] = []
+        for row in rows:
+            (again if row.id in seen else first).append(row)
+            seen.add(row.id)
+        await self._unique(tbl, first)
+        await self._flush()
+        if again:
+            await self._table(tbl, again)
+
+    async def _unique(self, tbl: str, rows: list[Row]) -> None:
         entity = ENTITIES.get(tbl)
         if entity is None:
             for row in rows:
@@ -308,59 +372,62 @@ class Applier:
     async def _insert(self, entity: Entity, row: Row, columns: list[str]) -> None:
         nodes = self.batch.nodes
         tbl = entity.table
+        plan = PLANS[tbl]
         origin = nodes[row.origin]
-        known = {f.name: f for f in entity.fields}
-        values: dict[str, Any] = {"id": row.id}
         assert row.values is not None
-        for col, val in zip(columns, row.values, strict=True):
-            if col in known and not self._hq_only(entity, col, origin):
-                values[col] = self._value(tbl, col, val)
+        values: dict[str, Any] = dict(zip(columns, row.values, strict=True))
+        if not plan.known.issuperset(columns):
+            values = {k: v for k, v in values.items() if k in plan.known}
+        if plan.hq_only and origin != self.hq_node:
+            for col in plan.hq_only:
+                values.pop(col, None)
         cell_rows = []
         for c in row.cells:
-            if c.col not in known or self._hq_only(entity, c.col, nodes[c.origin]):
+            if c.col not in plan.known or (c.col in plan.hq_only
+                                           and nodes[c.origin] != self.hq_node):
                 continue
-            values[c.col] = self._value(tbl, c.col, c.val)
+            values[c.col] = c.val
             cell_rows.append({"tbl": tbl, "row_id": row.id, "col": c.col, "clock": c.clock,
                               "origin": nodes[c.origin], "rank": c.rank,
                               "lineage": json.dumps(c.lineage) if c.lineage else None,
                               "seq": self.uow.seq})
-        totals: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for col, conv in plan.convert:
+            value = values.get(col)
+            if value is not None:
+                values[col] = conv(value)
         tally_rows = []
-        for t in row.tallies:
-            totals[t.col].append((t.inc, t.dec))
-            tally_rows.append({"tbl": tbl, "row_id": row.id, "col": t.col,
-                               "node": nodes[t.node], "inc": t.inc, "dec": t.dec,
-                               "seq": self.uow.seq})
-        sets: dict[str, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+        if plan.counters:
+            totals: dict[str, list[tuple[int, int]]] = defaultdict(list)
+            for t in row.tallies:
+                totals[t.col].append((t.inc, t.dec))
+                tally_rows.append({"tbl": tbl, "row_id": row.id, "col": t.col,
+                                   "node": nodes[t.node], "inc": t.inc, "dec": t.dec,
+                                   "seq": self.uow.seq})
+            for col in plan.counters:
+                values[col] = counter_value(totals.get(col, []))
         member_rows = []
-        for m in row.members:
-            sets[m.col][m.elem].append((m.added, m.removed))
-            member_rows.append({"tbl": tbl, "row_id": row.id, "col": m.col, "elem": m.elem,
-                                "node": nodes[m.node], "added": m.added,
-                                "removed": m.removed, "seq": self.uow.seq})
-        for f in entity.fields:
-            if f.merge is Merge.COUNTER:
-                values[f.name] = counter_value(totals.get(f.name, []))
-            elif f.merge is Merge.ADD_WINS_SET:
-                values[f.name] = set_members(sets.get(f.name, {}))
-        for f in entity.fields:
-            if values.get(f.name) is None and f.column.default is not None:
-                arg: Any = getattr(f.column.default, "arg", None)
-                values[f.name] = (arg(None) if getattr(f.column.default, "is_callable", False)
-                                  else arg)
-            values.setdefault(f.name, None)
-        values.update(derive(tbl, values))
-        await self.conn.execute(TABLES[tbl].insert(), [values])
-        await upsert(self.conn, sync_rows, [{
+        if plan.sets:
+            sets: dict[str, dict[str, list[tuple[int, int]]]] = defaultdict(
+                lambda: defaultdict(list))
+            for m in row.members:
+                sets[m.col][m.elem].append((m.added, m.removed))
+                member_rows.append({"tbl": tbl, "row_id": row.id, "col": m.col,
+                                    "elem": m.elem, "node": nodes[m.node], "added": m.added,
+                                    "removed": m.removed, "seq": self.uow.seq})
+            for col in plan.sets:
+                values[col] = set_members(sets.get(col, {}))
+        for col, default in plan.defaults:
+            if values.get(col) is None:
+                values[col] = default()
+        values = {**plan.nulls, **values, "id": row.id}
+        # Buffered: a page of new rows is written with one executemany per table.
+        self._buffer[tbl].append(values)
+        self._buffer["sync_rows"].append({
             "tbl": tbl, "row_id": row.id, "cl": row.cl, "clock": row.clock, "origin": origin,
-            "seq": self.uow.seq, "stamp_seq": self.uow.seq}], ("tbl", "row_id"),
-            ("cl", "clock", "origin", "seq", "stamp_seq"))
-        if cell_rows:
-            await self.conn.execute(sync_cells.insert(), cell_rows)
-        if tally_rows:
-            await self.conn.execute(sync_tallies.insert(), tally_rows)
-        if member_rows:
-            await self.conn.execute(sync_members.insert(), member_rows)
+            "seq": self.uow.seq, "stamp_seq": self.uow.seq})
+        self._buffer["sync_cells"] += cell_rows
+        self._buffer["sync_tallies"] += tally_rows
+        self._buffer["sync_members"] += member_rows
         if tbl == "customers":
             self._new_customers[row.id] = values.get("branch")
         self.uow.touch()

@@ -119,35 +119,61 @@ class UnitOfWork:
 
     async def insert(self, table: str, values: dict[str, Any]) -> dict[str, Any]:
         """Insert a row of a replicated entity and stamp it for sync."""
+        return (await self.insert_many(table, [values]))[0]
+
+    async def insert_many(self, table: str, many: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert rows of one entity with a handful of statements, however many rows."""
         entity = ENTITIES[table]
-        row = self._complete(entity, values)
-        requests = self._hold_for_hq(entity, row)
-        row.update({name: None for name, _ in requests})
-        row.update(derive(table, row))
-        previous = (await self.conn.execute(select(sync_rows.c.cl).where(
-            sync_rows.c.tbl == table, sync_rows.c.row_id == row["id"]))).scalar()
-        if previous is not None and previous % 2 == 1:
-            raise ConflictError(f"{table} {row['id']} exists")
-        cl = 1 if previous is None else previous + 1
-        await self.conn.execute(TABLES[table].insert(), [row])
-        clock = self.next_clock()
-        await upsert(self.conn, sync_rows, [{
-            "tbl": table, "row_id": row["id"], "cl": cl, "clock": clock,
-            "origin": self.node_id, "seq": self.seq, "stamp_seq": self.seq,
-        }], ("tbl", "row_id"), ("cl", "clock", "origin", "seq", "stamp_seq"))
-        for f in entity.fields:
-            if f.merge is Merge.COUNTER and row.get(f.name):
-                await self._tally(table, row["id"], f.name, int(row[f.name]))
-            elif f.merge is Merge.ADD_WINS_SET:
-                await self._members(table, row["id"], f.name, set(row[f.name] or ()), set())
-            elif f.merge is Merge.STATE and row.get(f.name) is not None:
-                rank = state_rank(0, _position(f, row[f.name]))
-                if rank:
-                    await self._cell(table, row["id"], f.name, clock, rank, None)
-        for name, value in requests:
+        rows: list[dict[str, Any]] = []
+        requests: list[tuple[dict[str, Any], str, Any]] = []
+        for values in many:
+            row = self._complete(entity, values)
+            held = self._hold_for_hq(entity, row)
+            row.update({name: None for name, _ in held})
+            row.update(derive(table, row))
+            requests += [(row, name, value) for name, value in held]
+            rows.append(row)
+        ids = [r["id"] for r in rows]
+        previous: dict[str, int] = {}
+        for i in range(0, len(ids), 500):
+            previous.update({r.row_id: r.cl for r in await self.conn.execute(
+                select(sync_rows.c.row_id, sync_rows.c.cl).where(
+                    sync_rows.c.tbl == table, sync_rows.c.row_id.in_(ids[i:i + 500])))})
+        if len(set(ids)) != len(ids) or any(cl % 2 == 1 for cl in previous.values()):
+            raise ConflictError(f"{table}: a row with this id exists")
+        await self.conn.execute(TABLES[table].insert(), rows)
+        stamps, cells, tallies, members = [], [], [], []
+        for row in rows:
+            clock = self.next_clock()
+            row_id = row["id"]
+            stamps.append({"tbl": table, "row_id": row_id, "cl": previous.get(row_id, 0) + 1,
+                           "clock": clock, "origin": self.node_id, "seq": self.seq,
+                           "stamp_seq": self.seq})
+            for f in entity.fields:
+                if f.merge is Merge.COUNTER and row.get(f.name):
+                    tallies.append({"tbl": table, "row_id": row_id, "col": f.name,
+                                    "node": self.node_id, "inc": max(0, int(row[f.name])),
+                                    "dec": max(0, -int(row[f.name])), "seq": self.seq})
+                elif f.merge is Merge.ADD_WINS_SET:
+                    members += [{"tbl": table, "row_id": row_id, "col": f.name, "elem": e,
+                                 "node": self.node_id, "added": clock, "removed": 0,
+                                 "seq": self.seq} for e in sorted(set(row[f.name] or ()))]
+                elif f.merge is Merge.STATE and row.get(f.name) is not None:
+                    rank = state_rank(0, _position(f, row[f.name]))
+                    if rank:
+                        cells.append({"tbl": table, "row_id": row_id, "col": f.name,
+                                      "clock": clock, "origin": self.node_id, "rank": rank,
+                                      "lineage": None, "seq": self.seq})
+        await upsert(self.conn, sync_rows, stamps, ("tbl", "row_id"),
+                     ("cl", "clock", "origin", "seq", "stamp_seq"))
+        for side, side_rows in ((sync_cells, cells), (sync_tallies, tallies),
+                                (sync_members, members)):
+            if side_rows:
+                await self.conn.execute(side.insert(), side_rows)
+        for row, name, value in requests:
             await self._request(table, row, name, value)
         self._dirty = True
-        return row
+        return rows
 
     # -- updates -------------------------------------------------------------------
 

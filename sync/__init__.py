@@ -25,7 +25,9 @@ from sync._wire import (
     Refusal,
     Row,
     Tally,
+    compress,
     decode,
+    decompress,
     encode,
 )
 
@@ -51,10 +53,12 @@ __all__ = [
     "Tally",
     "beats",
     "compact",
+    "compress",
     "concurrent",
     "counter_value",
     "decide",
     "decode",
+    "decompress",
     "dominates",
     "encode",
     "extend",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import zstandard
 from msgspec import Struct
 
 PROTOCOL_VERSION = 1
@@ -142,3 +143,21 @@ def decode(data: bytes) -> Message:
     """Parse a protocol message; raises `msgspec.DecodeError` / `ValidationError`."""
     message: Message = _decoder.decode(data)
     return message
+
+
+_zc = zstandard.ZstdCompressor(level=3)
+_zd = zstandard.ZstdDecompressor()
+MAX_FRAME = 512 * 1024 * 1024
+
+
+def compress(data: bytes) -> bytes:
+    """Compress a whole encoded message (zstd; whole batches, never single fields)."""
+    return _zc.compress(data)
+
+
+def decompress(data: bytes, limit: int = MAX_FRAME) -> bytes:
+    """Undo `compress`; `ValueError` for damaged data or output beyond `limit`."""
+    try:
+        return _zd.decompress(data, max_output_size=limit)
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"bad compressed frame: {exc}") from None

@@ -13,14 +13,18 @@ from crypto import response_message
 from server.node import Node
 from server.services import nodes as node_service
 from server.services import sync as sync_service
-from sync import PullRequest, PushRequest, decode, encode
+from sync import PullRequest, PushRequest, compress, decode, decompress, encode
 
 MEDIA = "application/msgpack"
 
 
-def _signed(node: Node, body: bytes, status: int = 200) -> Response[bytes]:
+def _signed(node: Node, message: bytes, status: int = 200) -> Response[bytes]:
+    # Compressed here rather than by HTTP content-encoding so the signature covers
+    # exactly the bytes on the wire.
+    body = compress(message)
     millis = int(time.time() * 1000)
     return Response(body, status_code=status, media_type=MEDIA, headers={
+        "x-branchline-encoding": "zstd",
         "x-branchline-time": str(millis),
         "x-branchline-signature": node.key.sign(
             response_message(status, node.node_id, millis, body)),
@@ -32,8 +36,10 @@ async def _message(request: Request[Any, Any, Any], node: Node) -> tuple[dict[st
     peer = await node_service.authenticate(node, method=request.method, path=request.url.path,
                                            headers=dict(request.headers), body=body)
     try:
+        if request.headers.get("content-encoding") == "zstd":
+            body = decompress(body, node.settings.sync_body_bytes)
         return peer, decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
         raise sync_service.ProtocolError(f"malformed message: {exc}") from None
 
 

@@ -41,6 +41,7 @@ _NORMALISERS: dict[str, Callable[[str, str], str]] = {
     "org_code": validate_org_code,
 }
 _REQUIRED = frozenset({"name", "customer_type", "source"})
+REFS = ("branch", "owner_id", "referrer_user_id", "referrer_customer_id")
 HIDDEN = frozenset({"search_keys"})
 
 
@@ -112,17 +113,6 @@ def _prepare(p: Principal, values: dict[str, Any]) -> tuple[dict[str, Any], dict
     return values, custom
 
 
-async def _insert(uow: UnitOfWork, values: dict[str, Any], custom: dict[str, Any],
-                  new_contacts: list[dict[str, Any]], definitions: dict[str, Any]
-                  ) -> dict[str, Any]:
-    await _check_refs(uow.conn, values)
-    checked = check_custom(definitions, custom, creating=True)
-    values["custom"] = {k: v for k, v in checked.items() if v is not None}
-    row = await uow.insert("customers", values)
-    added = [await _add_contact(uow, row["id"], c) for c in new_contacts]
-    return {**public(row), "contacts": added}
-
-
 async def create_customer(node: Node, p: Principal, values: dict[str, Any],
                           new_contacts: list[dict[str, Any]]) -> dict[str, Any]:
     """Register a customer (with optional contacts) owned and filed per the caller's role."""
@@ -137,8 +127,23 @@ async def create_customers(node: Node, p: Principal,
     prepared = [(*_prepare(p, values), contacts) for values, contacts in items]
     async with node.db.write(node.node_id, p.id) as uow:
         definitions = await active_fields(uow.conn, "customer")
-        return [await _insert(uow, values, custom, contacts, definitions)
-                for values, custom, contacts in prepared]
+        checked: set[tuple[Any, ...]] = set()
+        rows = []
+        for values, custom, _ in prepared:
+            refs = tuple(values.get(k) for k in REFS)
+            if refs not in checked:  # a batch usually shares branch and owner
+                await _check_refs(uow.conn, values)
+                checked.add(refs)
+            extra = check_custom(definitions, custom, creating=True)
+            rows.append({**values, "custom": {k: v for k, v in extra.items() if v is not None}})
+        inserted = await uow.insert_many("customers", rows)
+        contacts = [{**_normalise(c), "customer_id": row["id"]}
+                    for row, (_, _, cs) in zip(inserted, prepared, strict=True) for c in cs]
+        added = await uow.insert_many("contacts", contacts) if contacts else []
+    by_customer: dict[str, list[dict[str, Any]]] = {}
+    for c in added:
+        by_customer.setdefault(c["customer_id"], []).append(c)
+    return [{**public(row), "contacts": by_customer.get(row["id"], [])} for row in inserted]
 
 
 async def _visible(conn: AsyncConnection, p: Principal, customer_id: str) -> dict[str, Any]:
