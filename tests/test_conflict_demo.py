@@ -9,23 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 DEMO = Path(__file__).resolve().parent.parent / "docs" / "conflict_demo.py"
-
-# Product bugs the demo currently runs into (see the demo's output). Each is reported
-# as an expected failure naming the bug; anything else fails the test. Remove an entry
-# once its bug is fixed.
-KNOWN_BUGS = {
-    "UNIQUE constraint failed: field_history.id":
-        "schema/_produce.py sends a transferred customer's new field_history row twice in "
-        "one batch (once from the page, once from _children); the receiving branch's apply "
-        "inserts it twice and its sync fails on every retry",
-    "[FAIL] the conflict names who made each write":
-        "schema/_uow.py records field_history.clock as the unit of work's last clock "
-        "(updated_at's cell), not the changed column's cell clock, so GET /api/v1/conflicts "
-        "never finds winner_user/loser_user",
-}
 
 
 def test_conflict_demo(tmp_path: Path) -> None:
@@ -36,10 +20,6 @@ def test_conflict_demo(tmp_path: Path) -> None:
                        text=True, encoding="utf-8", timeout=300, stdin=subprocess.DEVNULL,
                        check=False)
     out = r.stdout + r.stderr
-    if r.returncode != 0:
-        known = [why for needle, why in KNOWN_BUGS.items() if needle in out]
-        if known:
-            pytest.xfail("known product bug: " + "; ".join(known))
     assert r.returncode == 0, out
     assert "ALL CHECKS PASSED" in out and "[FAIL]" not in out, out
     # The stale branch's write is reported, not silently lost …
