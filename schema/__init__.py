@@ -22,6 +22,7 @@ from schema._exchange import (
     pending_since,
     quarantine_count,
     record_peer,
+    retry_parked,
 )
 from schema._gc import collect_tombstones, gc_horizon, wipe_replica
 from schema._ids import new_id
@@ -96,6 +97,7 @@ __all__ = [
     "pending_since",
     "quarantine_count",
     "record_peer",
+    "retry_parked",
     "search_keys",
     "sqlite_url",
     "sync_cells",

@@ -7,18 +7,27 @@ transaction, so a crash leaves either both or neither (SPEC §Crash safety).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+import msgspec
+from sqlalchemy import delete, func, select, tuple_
 
-from schema._apply import ApplyResult, apply_batch
+from schema._apply import ApplyResult, apply_batch, coerce
 from schema._database import Database
+from schema._entities import ENTITIES
 from schema._produce import parse_cursor, produce
 from schema._scope import Scope
-from schema._tables import sync_peers, sync_quarantine, sync_rows
+from schema._tables import TABLES, sync_cells, sync_peers, sync_quarantine, sync_rows
 from schema._types import utcnow
 from schema._upsert import upsert
-from sync import Batch
+from sync import PROTOCOL_VERSION, Batch, Row
+
+
+class _Parked(msgspec.Struct):
+    nodes: list[str]
+    columns: list[str]
+    row: Row
 
 
 async def peer_state(db: Database, peer: str) -> dict[str, Any]:
@@ -79,3 +88,64 @@ async def quarantine_count(db: Database, peer: str | None = None) -> int:
         query = query.where(sync_quarantine.c.peer_id == peer)
     async with db.read() as conn:
         return int((await conn.execute(query)).scalar_one())
+
+
+_parked_decoder = msgspec.msgpack.Decoder(_Parked)
+
+
+async def retry_parked(db: Database, *, node_id: str, hq_node: str,
+                       writer_branches: dict[str, str | None]) -> int:
+    """Apply again the changes parked for columns or tables this schema did not know
+    (SPEC §Schema versions); called after an upgrade. Returns how many were applied.
+
+    A parked row's known columns were applied when it arrived; its unknown ones are
+    written now, unless the cell has a newer local version since."""
+    async with db.read() as conn:
+        parked = (await conn.execute(select(sync_quarantine).where(
+            sync_quarantine.c.reason.like("%unknown%")))).all()
+    applied = 0
+    for q in parked:
+        try:
+            saved = _parked_decoder.decode(q.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        entity = ENTITIES.get(saved.row.tbl)
+        if entity is None:
+            continue  # still unknown: stays parked
+        match = re.search(r"columns \[(.*?)\]", q.reason)
+        names = [n.strip(" '\"") for n in match.group(1).split(",")] if match else []
+        if not all(n in entity.replicated_columns for n in names):
+            continue
+        async with db.write(node_id, None) as uow:
+            await uow.conn.execute(delete(sync_quarantine).where(sync_quarantine.c.id == q.id))
+            if not names:  # the whole row waited (unknown table): apply it now
+                batch = Batch(protocol=PROTOCOL_VERSION, schema=0, sender=q.peer_id,
+                              nodes=saved.nodes, columns={saved.row.tbl: saved.columns},
+                              rows=[saved.row], cursor="", more=False)
+                result = await apply_batch(uow, batch, hq_node=hq_node,
+                                           writer_branch=writer_branches.get(q.peer_id),
+                                           max_skew_ms=2**40, peer=q.peer_id)
+                applied += result.applied
+                continue
+            await _unpark_columns(uow.conn, saved, names)
+            uow.touch()
+            applied += 1
+    return applied
+
+
+async def _unpark_columns(conn: Any, saved: _Parked, names: list[str]) -> None:
+    row = saved.row
+    stamp = (await conn.execute(select(sync_rows).where(
+        sync_rows.c.tbl == row.tbl, sync_rows.c.row_id == row.id))).first()
+    if stamp is None or stamp.cl != row.cl or (stamp.clock, stamp.origin) != (
+            row.clock, saved.nodes[row.origin]):
+        return  # the row moved on locally; its newer versions stand
+    overridden = {c.col for c in await conn.execute(select(sync_cells.c.col).where(
+        sync_cells.c.tbl == row.tbl, sync_cells.c.row_id == row.id))}
+    values = dict(zip(saved.columns, row.values or [], strict=False))
+    values.update({c.col: c.val for c in row.cells})
+    changes = {n: coerce(row.tbl, n, values[n]) for n in names
+               if n in values and n not in overridden}
+    if changes:
+        t = TABLES[row.tbl]
+        await conn.execute(t.update().where(t.c.id == row.id).values(**changes))

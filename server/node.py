@@ -21,7 +21,17 @@ from crypto import (
     read_key_file,
     write_key_file,
 )
-from schema import Database, SchemaError, WrongKeyError, new_id, node_meta, nodes, utcnow
+from schema import (
+    Database,
+    SchemaError,
+    WrongKeyError,
+    new_id,
+    node_meta,
+    nodes,
+    quarantine_count,
+    retry_parked,
+    utcnow,
+)
 from server.config import (
     CONFIG_FILE,
     DB_FILE,
@@ -100,8 +110,16 @@ async def open_node(settings: Settings) -> Node:
         await db.dispose()
         raise NodeError("the database belongs to another node than node.json says")
     db.hq_authority = settings.node.role == "hq"
-    return Node(settings, db, TokenSigner(bytes.fromhex(meta["token_secret"])),
+    node = Node(settings, db, TokenSigner(bytes.fromhex(meta["token_secret"])),
                 NodeKey.from_hex(meta["signing_key"]))
+    if await quarantine_count(db):
+        # Changes parked by an older schema apply once this one knows their columns.
+        async with db.read() as conn:
+            known = (await conn.execute(select(nodes.c.id, nodes.c.branch))).all()
+        writers = {n.id: n.branch if node.role == "hq" else None for n in known}
+        await retry_parked(db, node_id=node.node_id, hq_node=node.hq_node_id,
+                           writer_branches=writers)
+    return node
 
 
 @dataclass
