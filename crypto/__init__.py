@@ -13,7 +13,7 @@ from crypto._dbkey import (
     write_key_file,
 )
 from crypto._errors import CryptoError, KeyFileError, TokenError
-from crypto._passwords import DUMMY_HASH, hash_password, verify_password
+from crypto._passwords import dummy_hash, hash_password, verify_password
 from crypto._sealing import SealError, new_passphrase, seal, unseal
 from crypto._signing import (
     NodeKey,
@@ -25,7 +25,6 @@ from crypto._signing import (
 from crypto._tokens import TokenClaims, TokenSigner
 
 __all__ = [
-    "DUMMY_HASH",
     "KEY_BYTES",
     "CryptoError",
     "KeyFileError",
@@ -35,6 +34,7 @@ __all__ = [
     "TokenClaims",
     "TokenError",
     "TokenSigner",
+    "dummy_hash",
     "generate_db_key",
     "hash_password",
     "new_passphrase",

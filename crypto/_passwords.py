@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -21,6 +23,8 @@ def verify_password(stored_hash: str, password: str) -> bool:
         return False
 
 
-# Checked against when a username does not exist, so a login for an unknown user
-# costs the same time as one for a known user.
-DUMMY_HASH = hash_password("branchline-timing-equaliser")
+@functools.cache
+def dummy_hash() -> str:
+    """Checked against when a username does not exist, so a login for an unknown user
+    costs the same time as one for a known user (made on first use, not at import)."""
+    return hash_password("branchline-timing-equaliser")

@@ -6,7 +6,6 @@ import re
 import unicodedata
 
 import phonenumbers
-from pypinyin import Style, lazy_pinyin
 from stdnum.cn import ric, uscc
 from stdnum.exceptions import ValidationError as StdnumError
 
@@ -87,6 +86,7 @@ def search_keys(name: str) -> str:
     name = unicodedata.normalize("NFC", name).strip().lower()
     if not _HAN.search(name):
         return name
+    from pypinyin import Style, lazy_pinyin  # its dictionaries take ~0.3 s to load
     syllables = [s for s in lazy_pinyin(name, errors="ignore") if s.strip()]
     initials = "".join(s[0] for s in lazy_pinyin(name, style=Style.FIRST_LETTER,
                                                   errors="ignore") if s.strip())

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from crypto import DUMMY_HASH, TokenError, hash_password, verify_password
+from crypto import TokenError, hash_password, verify_password
 from schema import ROLES, TABLES
 from server.node import Node
 from server.services.errors import (
@@ -109,7 +109,7 @@ async def login(node: Node, throttle: LoginThrottle, username: str, password: st
             select(users).where(users.c.username == username.strip().lower())
         )).mappings().first()
     ok = await asyncio.to_thread(
-        verify_password, row["password_hash"] if row else DUMMY_HASH, password
+        verify_password, row["password_hash"] if row else dummy_hash(), password
     )
     if row is None or not ok or not row["active"]:
         throttle.fail(keys, now)
