@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from crypto import TokenError, hash_password, verify_password
+from crypto import TokenError, dummy_hash, hash_password, verify_password
 from schema import ROLES, TABLES
 from server.node import Node
 from server.services.errors import (
