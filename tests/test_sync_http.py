@@ -110,6 +110,10 @@ async def test_bad_sync_requests_are_refused_cleanly(tmp_path: Path, node: Node,
         (good, _signed(up, good, millis=int(time.time() * 1000) + 3_600_000), 401),  # skew
         (good, {**_signed(up, good), "x-branchline-node": "nobody"}, 401),
         (good + b"x", _signed(up, good), 401),                          # body changed
+        (encode(PullRequest(protocol=PROTOCOL_VERSION, schema=1, node=up.node_id,
+                            cursor="not:a")),
+         _signed(up, encode(PullRequest(protocol=PROTOCOL_VERSION, schema=1, node=up.node_id,
+                                        cursor="not:a"))), 400),             # bad cursor
         (encode(PullRequest(protocol=99, schema=1, node=up.node_id)),
          _signed(up, encode(PullRequest(protocol=99, schema=1, node=up.node_id))), 400),
     ]

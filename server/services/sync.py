@@ -50,6 +50,10 @@ async def pull(node: Node, peer: dict[str, Any], request: PullRequest) -> Batch:
     snapshot = request.cursor == "" or request.cursor.startswith("s")
     cursor = request.cursor[1:] if request.cursor.startswith("s") else request.cursor
     reset = False
+    try:
+        parse_cursor(cursor)
+    except ValueError:
+        raise ProtocolError("malformed cursor") from None
     if not snapshot and parse_cursor(cursor)[0] < horizon:
         cursor, snapshot, reset = "", True, True
     batch = await outgoing(node.db, sender=node.node_id, peer=peer["id"], scope=scope,
