@@ -1,15 +1,21 @@
-"""Run the sync-benchmark baselines in one session and print a Markdown table.
+"""Run the sync benchmark (baselines and Branchline) in one session; print Markdown.
 
-    .venv/bin/python bench/run.py --customers 100000 [--only raw,pouchdb] [--repeat 3]
+    .venv/bin/python bench/run.py --customers 100000 [--only raw,pouchdb,branchline]
+                                  [--repeat 3] [--scope 20000] [--json FILE]
 
-Baselines (all by default): raw (SQLCipher executemany, PK only), raw-idx (same plus
+Measurements (all by default): raw (SQLCipher executemany, PK only), raw-idx (same plus
 the schema's secondary indexes), pouchdb (embedded contacts; the main PouchDB figure),
-pouchdb-separate (one doc per customer and per contact).
+pouchdb-separate (one doc per customer and per contact), branchline (bench/sync_bench.py:
+end-to-end branch → HQ sync, merge-apply alone against raw measured in the same process,
+bootstrap vs replay of a --scope customer scope, a cProfile of merge-apply).
 
 Each run happens in its own child Python process. Peak RSS: for raw, the child's
 `ru_maxrss` from `os.wait4`; for PouchDB, the node client's own
 `process.resourceUsage().maxRSS` and the pouchdb-server's VmHWM read from /proc just
-before it is stopped. With --repeat R the run with the median main rate is shown.
+before it is stopped; for Branchline, `ru_maxrss` of the `branchline sync` process and
+VmHWM of the `branchline serve` (HQ) process after the sync. With --repeat R the run
+with the median main rate is shown. After the table come Branchline's figures as ratios
+to the issue's targets; nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -28,14 +34,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
-# --- Branchline product benchmark: PENDING ----------------------------------------------
-# Plug the product measurement in here: a module in bench/ whose `run(n) -> dict` syncs
-# the same dataset (bench/dataset.py, same seed) from a branch node to HQ over loopback
-# HTTP with SQLCipher on both ends, and returns at least
-#     {"customers": n, "rows": <customer + contact rows synced>, "sync_s": <seconds>}.
-# Then set e.g. BRANCHLINE = ("branchline_sync", {}) and add "branchline" to --only.
-# Until then the table shows the row as pending; no product number is made up.
-BRANCHLINE: tuple[str, dict[str, Any]] | None = None
+# --- Branchline product benchmark --------------------------------------------------------
+# bench/sync_bench.py: `run(n)` syncs the same dataset (bench/dataset.py, same seed) from a
+# branch node to HQ over loopback HTTP with SQLCipher on both ends (`branchline serve` and
+# `branchline sync` subprocesses), then measures merge-apply alone against raw executemany
+# measured in the same process, and bootstrap vs replay of a 20,000-customer scope.
+BRANCHLINE: tuple[str, dict[str, Any]] | None = ("sync_bench", {})
 # -----------------------------------------------------------------------------------------
 
 BASELINES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -96,8 +100,29 @@ def _rows(name: str, r: dict[str, Any], rss_kb: int) -> list[Row]:
                     r["docs"], "docs", r["replicate_s"],
                     f"{_mb(r['client_peak_rss_kb'])} client / "
                     f"{_mb(r['server_peak_rss_kb'])} server")]
-    return [Row("Branchline sync branch → HQ", r["customers"], r["rows"], "rows", r["sync_s"],
-                _mb(rss_kb))]
+    n = r["customers"]
+    rows = [
+        Row("Branchline sync branch → HQ, end to end (`branchline sync` process)", n,
+            r["rows"], "rows", r["sync_s"],
+            f"{_mb(r['branch_peak_rss_kb'])} branch / {_mb(r['hq_peak_rss_kb'])} HQ"),
+        Row("Branchline merge-apply only (`incoming` at a fresh HQ replica)", n,
+            r["rows"], "rows", r["apply_s"], "–"),
+    ]
+    if "raw" in r:
+        raw = r["raw"]
+        rows.append(Row("(a) raw SQLCipher executemany, same process, just before apply", n,
+                        raw["customers"] + raw["contacts"], "rows",
+                        raw["customers_s"] + raw["contacts_s"], "–"))
+    if "scope" in r:
+        sc = r["scope"]
+        m = sc["scope_customers"]
+        rows += [
+            Row(f"Branchline bootstrap of a {m:,}-customer scope (pages from \"\")", m,
+                sc["bootstrap_rows"], "rows sent", sc["bootstrap_s"], "–"),
+            Row(f"Replay of the same scope's history ({sc['history_batches']:,} batches)",
+                m, sc["history_batches"], "batches", sc["replay_s"], "–"),
+        ]
+    return rows
 
 
 MAIN_RATE: dict[str, Callable[[dict[str, Any]], float]] = {
@@ -109,6 +134,78 @@ MAIN_RATE: dict[str, Callable[[dict[str, Any]], float]] = {
 
 def _main_rate(name: str, r: dict[str, Any]) -> float:
     return MAIN_RATE[name.split("-")[0]](r)
+
+
+def _median(runs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return sorted(runs, key=lambda r: _main_rate(name, r))[len(runs) // 2]
+
+
+def ratios(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The product figures against the issue's targets, as ratios (no pass/fail)."""
+    b = _median(runs["branchline"], "branchline")
+    n = b["customers"]
+    e2e = n / b["sync_s"]
+    lines = ["Ratios against the targets (Branchline run with the median end-to-end rate):", ""]
+    lines.append("| figure | measured | target | ratio to target |")
+    lines.append("|---|---:|---:|---:|")
+    if "raw" in b:
+        raw = b["raw"]
+        ratio = b["apply_rows_per_s"] / raw["all_rows_per_s"]
+        lines.append(f"| merge-apply ÷ raw executemany (customer + contact rows/s: "
+                     f"{b['apply_rows_per_s']:,.0f} ÷ {raw['all_rows_per_s']:,.0f}) | "
+                     f"{ratio:.3f} | ≥ 0.50 | {ratio / 0.5:.2f} |")
+        only = b["apply_customers_per_s"] / raw["customer_rows_per_s"]
+        lines.append(f"| … customers/s ÷ raw customers-only rows/s "
+                     f"({b['apply_customers_per_s']:,.0f} ÷ {raw['customer_rows_per_s']:,.0f})"
+                     f" | {only:.3f} | (context) | |")
+        if "raw_idx" in b:
+            idx = b["apply_rows_per_s"] / b["raw_idx"]["all_rows_per_s"]
+            lines.append(f"| … ÷ raw executemany with secondary indexes | {idx:.3f} | "
+                         "(context) | |")
+    for name, label in (("pouchdb", "embedded"), ("pouchdb-separate", "separate")):
+        if name in runs:
+            p = _median(runs[name], name)
+            per_s = p["customers"] / p["replicate_s"]
+            ratio = e2e / per_s
+            target = " ≥ 10 " if name == "pouchdb" else "(context)"
+            lines.append(f"| end to end ÷ PouchDB {label} (customers/s: {e2e:,.0f} ÷ "
+                         f"{per_s:,.0f}) | {ratio:.2f} | {target} | "
+                         f"{f'{ratio / 10:.3f}' if name == 'pouchdb' else ''} |")
+    hq_mb = b["hq_peak_rss_kb"] / 1024
+    lines.append(f"| HQ peak RSS (VmHWM of `branchline serve`), MB | {hq_mb:.0f} | < 300 | "
+                 f"{hq_mb / 300:.2f} |")
+    lines.append(f"| branch `branchline sync` peak RSS, MB | "
+                 f"{b['branch_peak_rss_kb'] / 1024:.0f} | – | |")
+    lines.append(f"| bytes on the wire per customer (sent {b['bytes_sent']:,} + received "
+                 f"{b['bytes_received']:,}) | {b['bytes_per_customer']:.0f} | – | |")
+    if "scope" in b:
+        sc = b["scope"]
+        speedup = sc["replay_s"] / sc["bootstrap_s"]
+        lines.append(f"| bootstrap speed-up over replay, {sc['scope_customers']:,}-customer "
+                     f"scope ({sc['replay_s']:.1f} s ÷ {sc['bootstrap_s']:.1f} s) | "
+                     f"{speedup:.2f} | ≥ 5 | {speedup / 5:.2f} |")
+    lines.append("")
+    lines.append(f"end to end {b['sync_s']:.1f} s, of which a sync with nothing to move takes "
+                 f"{b['sync_noop_s']:.1f} s (process start, key, one push and one pull); "
+                 f"pushed {b['sync_report']['pushed_rows']:,} rows and pulled "
+                 f"{b['sync_report']['pulled_rows']:,} for {n:,} customers + {2 * n:,} "
+                 "contacts")
+    if "scope" in b:
+        sc = b["scope"]
+        held = sc["bootstrapped"]
+        lines.append(f"bootstrap: {sc['bootstrap_pages']} pages, {sc['bootstrap_rows']:,} rows "
+                     f"sent for {held['customers'] + held['contacts'] + held['field_history']:,}"
+                     f" rows held; the new branch's first push would send "
+                     f"{sc['bootstrap_push_back_rows']:,} rows back; replay applied "
+                     f"{sc['history_batches']:,} batches ({sc['history_transactions']:,} "
+                     "transactions at the source)")
+    if "profile" in b:
+        prof = b["profile"]
+        lines.append(f"profile of merge-apply ({prof['rows']:,} rows, "
+                     f"{prof['profiled_apply_s']:.1f} s under cProfile; SQLite busy in the "
+                     f"aiosqlite worker {prof['sqlite_busy_s']:.1f} s), main thread by tottime:")
+        lines += ["    " + ln for ln in prof["main_tottime"].splitlines()]
+    return lines
 
 
 def machine() -> dict[str, str]:
@@ -125,15 +222,20 @@ def machine() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--only", default=",".join(BASELINES),
-                        help=f"comma-separated subset of {', '.join(BASELINES)}"
-                             " (and branchline once hooked up)")
+    parser.add_argument("--only", default=",".join([*BASELINES, "branchline"]),
+                        help=f"comma-separated subset of {', '.join(BASELINES)}, branchline")
+    parser.add_argument("--scope", type=int, default=20_000,
+                        help="customers in branchline's bootstrap-vs-replay scope (0: skip)")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="skip branchline's cProfile of merge-apply")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write all runs here as JSON")
     args = parser.parse_args()
     available = dict(BASELINES)
     if BRANCHLINE is not None:
-        available["branchline"] = BRANCHLINE
+        module, kwargs = BRANCHLINE
+        available["branchline"] = (module, {**kwargs, "scope_customers": args.scope,
+                                            "profile": not args.no_profile})
     names = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in names if s not in available]
     if unknown:
@@ -164,9 +266,10 @@ def main() -> None:
     print(f"|{'|'.join(['---'] + ['---:'] * (len(header) - 1))}|")
     for row in rows:
         print(f"| {' | '.join(row.cells())} |")
-    if BRANCHLINE is None:
-        print(f"| Branchline sync branch → HQ | {args.customers:,} | pending | pending "
-              "| pending | pending | pending |")
+    if "branchline" in runs:
+        print()
+        for line in ratios(runs):
+            print(line)
     info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load at the end: {info['loadavg_end']}", file=sys.stderr)
     if args.json:
