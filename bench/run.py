@@ -148,12 +148,20 @@ def ratios(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = ["Ratios against the targets (Branchline run with the median end-to-end rate):", ""]
     lines.append("| figure | measured | target | ratio to target |")
     lines.append("|---|---:|---:|---:|")
+    if "raw_schema" in b:
+        rs = b["raw_schema"]
+        ratio = b["apply_over_raw_schema"]
+        lines.append(f"| merge-apply ÷ raw executemany of the same stored rows into the same "
+                     f"schema ({rs['customer_columns']}+{rs['contact_columns']} columns, our "
+                     f"indexes; customers/s: {b['apply_customers_per_s']:,.0f} ÷ "
+                     f"{rs['customers_with_contacts_per_s']:,.0f}) | {ratio:.3f} | ≥ 0.50 | "
+                     f"{ratio / 0.5:.2f} |")
     if "raw" in b:
         raw = b["raw"]
         ratio = b["apply_rows_per_s"] / raw["all_rows_per_s"]
-        lines.append(f"| merge-apply ÷ raw executemany (customer + contact rows/s: "
+        lines.append(f"| … ÷ raw executemany of the 17+6-column benchmark rows (rows/s: "
                      f"{b['apply_rows_per_s']:,.0f} ÷ {raw['all_rows_per_s']:,.0f}) | "
-                     f"{ratio:.3f} | ≥ 0.50 | {ratio / 0.5:.2f} |")
+                     f"{ratio:.3f} | (context) | |")
         only = b["apply_customers_per_s"] / raw["customer_rows_per_s"]
         lines.append(f"| … customers/s ÷ raw customers-only rows/s "
                      f"({b['apply_customers_per_s']:,.0f} ÷ {raw['customer_rows_per_s']:,.0f})"
@@ -168,6 +176,13 @@ def ratios(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
             per_s = p["customers"] / p["replicate_s"]
             ratio = e2e / per_s
             target = " ≥ 10 " if name == "pouchdb" else "(context)"
+            if name == "pouchdb-separate":
+                # One doc per record, as our rows: compare records moved per second.
+                rows_ratio = (b["rows"] / b["sync_s"]) / (p["docs"] / p["replicate_s"])
+                lines.append(f"| end to end ÷ PouchDB separate, records/s "
+                             f"({b['rows'] / b['sync_s']:,.0f} ÷ "
+                             f"{p['docs'] / p['replicate_s']:,.0f}) | {rows_ratio:.2f} | "
+                             "(context) | |")
             lines.append(f"| end to end ÷ PouchDB {label} (customers/s: {e2e:,.0f} ÷ "
                          f"{per_s:,.0f}) | {ratio:.2f} | {target} | "
                          f"{f'{ratio / 10:.3f}' if name == 'pouchdb' else ''} |")

@@ -264,6 +264,7 @@ async def _merge_apply(tmp: Path, branch_data: Path, hq_node_id: str, n: int,
         pages, sender, rows = await _produce_all(branch_data, hq_id, PAGE_ROWS)
         seconds, applied, quarantined = await _apply_all(db, hq_id, sender, pages)
         held = await _contents(db)
+        raw_schema = await _raw_same_schema(tmp, db)
     finally:
         await db.dispose()
     out: dict[str, Any] = {
@@ -271,6 +272,8 @@ async def _merge_apply(tmp: Path, branch_data: Path, hq_node_id: str, n: int,
         "apply_encoded_bytes": sum(map(len, pages)), "apply_applied": applied,
         "apply_quarantined": quarantined, "apply_held": held,
         "apply_customers_per_s": n / seconds, "apply_rows_per_s": 3 * n / seconds,
+        "raw_schema": raw_schema,
+        "apply_over_raw_schema": n / seconds / raw_schema["customers_with_contacts_per_s"],
     }
     if profile:
         count, total = 0, 0
@@ -281,6 +284,51 @@ async def _merge_apply(tmp: Path, branch_data: Path, hq_node_id: str, n: int,
         out["profile"] = await _profile_apply(tmp / "profile-hq.db", hq_id, sender,
                                               pages[:count])
     return out
+
+
+async def _raw_same_schema(tmp: Path, source: Any) -> dict[str, Any]:
+    """(a') The physical limit for *these* rows: the customers and contacts exactly as
+    the merge-apply replica stored them (every column, read back raw), inserted with
+    `executemany` into a fresh SQLCipher file made by our own migrations (same columns,
+    same indexes), through a bare sqlcipher3 connection with the product's pragmas: no
+    ORM, no sync bookkeeping (`sync_rows`, tallies, members), no merge. One transaction
+    per 5,000 rows; only `BEGIN … COMMIT` is timed."""
+    from crypto import generate_db_key
+    from schema import Database, sqlite_url
+    from schema._database import _connector
+
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    async with source.read() as conn:
+        for table in ("customers", "contacts"):
+            rows[table] = [tuple(r) for r in (await conn.exec_driver_sql(
+                f"SELECT * FROM {table}")).all()]
+    key = generate_db_key()
+    path = tmp / "raw-schema.db"
+    db = await Database.open(sqlite_url(path), key)
+    await db.migrate()
+    await db.dispose()
+    conn = _connector(str(path), key, readonly=False)()
+    timed: dict[str, float] = {}
+    try:
+        for table, table_rows in rows.items():
+            sql = f"INSERT INTO {table} VALUES ({', '.join('?' * len(table_rows[0]))})"
+            timed[table] = 0.0
+            for i in range(0, len(table_rows), FILL_CHUNK):
+                start = time.perf_counter()
+                conn.execute("BEGIN")
+                conn.executemany(sql, table_rows[i:i + FILL_CHUNK])
+                conn.execute("COMMIT")
+                timed[table] += time.perf_counter() - start
+    finally:
+        conn.close()
+    n = len(rows["customers"])
+    seconds = sum(timed.values())
+    return {"customers": n, "contacts": len(rows["contacts"]),
+            "customer_columns": len(rows["customers"][0]),
+            "contact_columns": len(rows["contacts"][0]),
+            "customers_s": timed["customers"], "contacts_s": timed["contacts"],
+            "customers_with_contacts_per_s": n / seconds,
+            "all_rows_per_s": (n + len(rows["contacts"])) / seconds}
 
 
 class _ThreadProfiles:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from dataclasses import dataclass, field
@@ -137,15 +138,35 @@ async def sync_once(db: Database, up: Upstream, *, max_skew_ms: int, page_rows: 
 
 async def _push(db: Database, up: Upstream, client: httpx.AsyncClient, page_rows: int,
                 report: SyncReport) -> None:
+    """Push pages until HQ has acknowledged everything. The next page is read while HQ
+    applies the current one (it starts where the current one ends); the cursor moves
+    only when HQ acknowledges, so a cut connection resends from the last ack."""
+    state = await peer_state(db, up.hq_node_id)
+    batches_out = int(state["batches_out"])
+
+    async def page(cursor: str) -> Batch:
+        return await outgoing(db, sender=up.node_id, peer=up.hq_node_id, scope=Scope(),
+                              cursor=cursor, limit=page_rows)
+
+    batch = await page(state["pushed"])
     while True:
-        state = await peer_state(db, up.hq_node_id)
-        batch = await outgoing(db, sender=up.node_id, peer=up.hq_node_id, scope=Scope(),
-                               cursor=state["pushed"], limit=page_rows)
+        following: asyncio.Task[Batch] | None = None
         if batch.rows or batch.evictions:
-            reply, _ = await call(client, up, "/sync/v1/push", PushRequest(
+            sending = asyncio.create_task(call(client, up, "/sync/v1/push", PushRequest(
                 protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION, node=up.node_id,
-                batch=batch))
+                batch=batch)))
+            if batch.more:
+                following = asyncio.create_task(page(batch.cursor))
+            try:
+                reply, _ = await sending
+            except BaseException:
+                if following is not None:
+                    following.cancel()
+                    await asyncio.gather(following, return_exceptions=True)
+                raise
             if not isinstance(reply, PushAck):
+                if following is not None:
+                    following.cancel()
                 raise UpstreamError("headquarters answered a push with something else")
             report.pushed_rows += len(batch.rows)
             report.quarantined += len(reply.quarantined)
@@ -154,10 +175,17 @@ async def _push(db: Database, up: Upstream, client: httpx.AsyncClient, page_rows
             cursor = reply.cursor
         else:
             cursor = batch.cursor
-        await record_peer(db, up.hq_node_id, pushed=cursor,
-                          batches_out=int(state["batches_out"]) + 1)
+        batches_out += 1
+        await record_peer(db, up.hq_node_id, pushed=cursor, batches_out=batches_out)
         if not batch.more:
             return
+        if following is not None and cursor == batch.cursor:
+            batch = await following
+        else:
+            if following is not None:
+                following.cancel()
+                await asyncio.gather(following, return_exceptions=True)
+            batch = await page(cursor)
 
 
 async def _pull(db: Database, up: Upstream, client: httpx.AsyncClient, page_rows: int,

@@ -22,6 +22,7 @@ import msgspec
 from sqlalchemy import Date, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from schema._bulk import insert_rows
 from schema._derive import derive
 from schema._entities import ENTITIES
 from schema._ids import new_id
@@ -34,6 +35,7 @@ from schema._tables import (
     sync_quarantine,
     sync_rows,
     sync_tallies,
+    table_rank,
 )
 from schema._types import UtcDateTime, utcnow
 from schema._uow import UnitOfWork, customer_of, jsonable
@@ -52,11 +54,17 @@ from sync import (
     set_members,
 )
 
+_ABSENT = object()
 CONFLICT_NS = uuid.UUID("6f1d8c1e-6b7e-4f43-9d55-2f0b3f1c2a10")
-ORDER = ("regions", "branches", "departments", "custom_field_defs", "users", "customers")
 _row_encoder = msgspec.msgpack.Encoder()
-SIDE_TABLES = {"sync_cells": sync_cells, "sync_tallies": sync_tallies,
-               "sync_members": sync_members}
+STAMP_COLUMNS = ("tbl", "row_id", "cl", "clock", "origin", "seq", "stamp_seq", "ord")
+SIDE_TABLES = {
+    "sync_cells": (sync_cells, ("tbl", "row_id", "col", "clock", "origin", "rank", "lineage",
+                                "seq")),
+    "sync_tallies": (sync_tallies, ("tbl", "row_id", "col", "node", "inc", "dec", "seq")),
+    "sync_members": (sync_members, ("tbl", "row_id", "col", "elem", "node", "added",
+                                    "removed", "seq")),
+}
 
 
 @dataclass
@@ -94,13 +102,16 @@ CONVERTERS = {name: _convert(e) for name, e in ENTITIES.items()}
 class Plan:
     """What applying a new row of one table needs, computed once per table."""
 
+    columns: tuple[str, ...]
+    """Every column of the table, in the order new rows are buffered."""
+    pos: dict[str, int]
     known: frozenset[str]
     hq_only: tuple[str, ...]
-    convert: tuple[tuple[str, Any], ...]
+    convert: tuple[tuple[int, Any], ...]
     counters: tuple[str, ...]
     sets: tuple[str, ...]
-    defaults: tuple[tuple[str, Any], ...]
-    nulls: dict[str, None]
+    defaults: tuple[tuple[int, Any], ...]
+    ord: int
 
 
 def _default(f: Any) -> Any:
@@ -111,15 +122,19 @@ def _default(f: Any) -> Any:
 
 
 def _plan(entity: Entity) -> Plan:
+    columns = tuple(f.name for f in entity.fields)
+    pos = {c: i for i, c in enumerate(columns)}
     return Plan(
+        columns=columns,
+        pos=pos,
         known=frozenset(f.name for f in entity.fields if f.replicated and f.name != "id"),
         hq_only=tuple(f.name for f in entity.fields if f.merge is Merge.HQ_AUTHORITATIVE),
-        convert=tuple(CONVERTERS[entity.table].items()),
+        convert=tuple((pos[c], conv) for c, conv in CONVERTERS[entity.table].items()),
         counters=tuple(f.name for f in entity.fields if f.merge is Merge.COUNTER),
         sets=tuple(f.name for f in entity.fields if f.merge is Merge.ADD_WINS_SET),
-        defaults=tuple((f.name, _default(f)) for f in entity.fields
+        defaults=tuple((pos[f.name], _default(f)) for f in entity.fields
                        if f.column.default is not None),
-        nulls=dict.fromkeys(f.name for f in entity.fields),
+        ord=table_rank(entity.table),
     )
 
 
@@ -147,18 +162,22 @@ class Applier:
         self.peer = peer
         self.result = ApplyResult()
         self._new_customers: dict[str, str | None] = {}
-        self._buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._buffer: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        self._slots: dict[tuple[str, bool], list[tuple[int, int]]] = {}
 
     async def _flush(self) -> None:
         """Write buffered new rows: one statement per table."""
         buffer, self._buffer = self._buffer, defaultdict(list)
         stamps = buffer.pop("sync_rows", [])
         for name, rows in buffer.items():
-            if rows:
-                table = SIDE_TABLES[name] if name in SIDE_TABLES else TABLES[name]
-                await self.conn.execute(table.insert(), rows)
-        await upsert(self.conn, sync_rows, stamps, ("tbl", "row_id"),
-                     ("cl", "clock", "origin", "seq", "stamp_seq"))
+            if name in SIDE_TABLES:
+                table, columns = SIDE_TABLES[name]
+            else:
+                table, columns = TABLES[name], PLANS[name].columns
+            await insert_rows(self.conn, table, columns, rows)
+        # A row re-created after a delete already has a stamp: upsert.
+        await insert_rows(self.conn, sync_rows, STAMP_COLUMNS, stamps, keys=("tbl", "row_id"),
+                          update=("cl", "clock", "origin", "seq", "stamp_seq"))
 
     async def run(self) -> ApplyResult:
         groups: dict[str, list[Row]] = defaultdict(list)
@@ -166,7 +185,7 @@ class Applier:
             groups[row.tbl].append(row)
         # Parents first, so a branch's new customer and its contacts in one batch pass
         # the scope check; nothing else depends on order (no foreign keys).
-        for tbl in sorted(groups, key=lambda t: (ORDER.index(t) if t in ORDER else 99, t)):
+        for tbl in sorted(groups, key=lambda t: (table_rank(t), t)):
             await self._table(tbl, groups[tbl])
         for tbl, row_id in self.batch.evictions:
             await self._evict(tbl, row_id)
@@ -204,29 +223,36 @@ class Applier:
         columns = self.batch.columns.get(tbl, [])
         known = {f.name for f in entity.fields if f.replicated and f.name != "id"}
         unknown = [c for c in columns if c not in known]
-        ids = [r.id for r in rows]
-        local = {r.row_id: r for r in await self._select(sync_rows, tbl, ids)}
-        data = await self._data(tbl, ids)
+        local = {r.row_id: r for r in await self._select(sync_rows, tbl,
+                                                           [r.id for r in rows])}
+        # Values, cells, tallies and members exist only for rows that have a stamp:
+        # new rows (a bootstrap, a push of new work) need no more reads.
+        ids = list(local)
+        data = await self._data(tbl, ids) if ids else {}
         cells: dict[str, dict[str, Any]] = defaultdict(dict)
-        for c in await self._select(sync_cells, tbl, ids):
-            cells[c.row_id][c.col] = c
         tallies: dict[str, dict[tuple[str, str], Any]] = defaultdict(dict)
         members: dict[str, dict[tuple[str, str, str], Any]] = defaultdict(dict)
-        merges = {f.merge for f in entity.fields}
-        if Merge.COUNTER in merges:
-            for t in await self._select(sync_tallies, tbl, ids):
-                tallies[t.row_id][(t.col, t.node)] = t
-        if Merge.ADD_WINS_SET in merges:
-            for m in await self._select(sync_members, tbl, ids):
-                members[m.row_id][(m.col, m.elem, m.node)] = m
+        if ids:
+            for c in await self._select(sync_cells, tbl, ids):
+                cells[c.row_id][c.col] = c
+            merges = {f.merge for f in entity.fields}
+            if Merge.COUNTER in merges:
+                for t in await self._select(sync_tallies, tbl, ids):
+                    tallies[t.row_id][(t.col, t.node)] = t
+            if Merge.ADD_WINS_SET in merges:
+                for m in await self._select(sync_members, tbl, ids):
+                    members[m.row_id][(m.col, m.elem, m.node)] = m
         owners = await self._owners(tbl, rows, data, columns)
         wall = int(time.time() * 1000)
         for row in rows:
             if _malformed(row, len(self.batch.nodes), len(columns)):
                 await self._quarantine(row, "malformed row")
                 continue
-            newest = max([row.clock, *(c.clock for c in row.cells),
-                          *(m.added for m in row.members), *(m.removed for m in row.members)])
+            newest = row.clock
+            if row.cells or row.members:
+                newest = max([newest, *(c.clock for c in row.cells),
+                              *(m.added for m in row.members),
+                              *(m.removed for m in row.members)])
             if millis_of(newest) - wall > self.max_skew_ms:
                 await self._quarantine(row, f"clock {millis_of(newest) - wall} ms ahead of "
                                             f"this node (limit {self.max_skew_ms} ms)")
@@ -235,11 +261,14 @@ class Applier:
             if reason:
                 await self._quarantine(row, reason)
                 continue
-            parked = sorted({*(unknown if row.values is not None else ()),
-                             *(c.col for c in row.cells if c.col not in known),
-                             *(t.col for t in row.tallies if t.col not in known),
-                             *(m.col for m in row.members if m.col not in known)})
-            if parked:
+            extra = row.cells or row.tallies or row.members
+            if unknown or (extra and (any(c.col not in known for c in row.cells)
+                                      or any(t.col not in known for t in row.tallies)
+                                      or any(m.col not in known for m in row.members))):
+                parked = sorted({*(unknown if row.values is not None else ()),
+                                 *(c.col for c in row.cells if c.col not in known),
+                                 *(t.col for t in row.tallies if t.col not in known),
+                                 *(m.col for m in row.members if m.col not in known)})
                 await self._quarantine(row, f"columns {parked} unknown to this schema; "
                                             "parked until upgrade")
             self.uow.observe(newest)
@@ -276,7 +305,7 @@ class Applier:
         if "customer_id" in columns:
             i = columns.index("customer_id")
             wanted |= {r.values[i] for r in rows if r.values is not None and r.values[i]}
-        owners = await customer_branches(self.conn, wanted)
+        owners = await customer_branches(self.conn, wanted - self._new_customers.keys())
         return {**owners, **self._new_customers}
 
     def _forbidden(self, tbl: str, row: Row, current: dict[str, Any] | None,
@@ -287,19 +316,27 @@ class Applier:
             return None
         if tbl in HQ_ONLY_WRITES:
             return f"a branch cannot change {tbl}"
-        incoming = dict(zip(columns, row.values, strict=False)) if row.values else {}
-        incoming.update({c.col: c.val for c in row.cells})
+
+        def incoming(col: str) -> Any:
+            for c in row.cells:
+                if c.col == col:
+                    return c.val
+            if row.values and col in columns:
+                return row.values[columns.index(col)]
+            return _ABSENT
+
         if tbl == "customers":
             if current is not None and current.get("branch") != branch:
                 return f"customer belongs to branch {current.get('branch')}, not {branch}"
-            if "branch" in incoming and incoming["branch"] != branch:
-                return f"a branch cannot file customers under {incoming['branch']!r}"
+            filed = incoming("branch")
+            if filed is not _ABSENT and filed != branch:
+                return f"a branch cannot file customers under {filed!r}"
             if current is None and row.values is None and row.cl % 2 == 1:
                 return None
             self._new_customers[row.id] = branch
             return None
         if tbl in CHILDREN:
-            owner = (current or incoming).get("customer_id")
+            owner = current.get("customer_id") if current else incoming("customer_id")
             if owner is None or owners.get(owner) != branch:
                 return f"{tbl} row belongs to a customer outside branch {branch}"
         return None
@@ -349,7 +386,7 @@ class Applier:
         await upsert(self.conn, sync_rows, [{
             "tbl": tbl, "row_id": row.id, "cl": row.cl, "clock": row.clock,
             "origin": self.batch.nodes[row.origin], "seq": self.uow.seq,
-            "stamp_seq": self.uow.seq}], ("tbl", "row_id"),
+            "stamp_seq": self.uow.seq, "ord": table_rank(tbl)}], ("tbl", "row_id"),
             ("cl", "clock", "origin", "seq", "stamp_seq"))
         self.uow.touch()
 
@@ -369,67 +406,67 @@ class Applier:
         """An HQ-authoritative value that did not come from HQ: ignored."""
         return entity.field(col).merge is Merge.HQ_AUTHORITATIVE and origin != self.hq_node
 
+    def _slots_for(self, tbl: str, columns: list[str], from_hq: bool) -> list[tuple[int, int]]:
+        """(wire position, table position) of the batch's columns a new row takes."""
+        key = (tbl, from_hq)
+        slots = self._slots.get(key)
+        if slots is None:
+            plan = PLANS[tbl]
+            slots = [(i, plan.pos[c]) for i, c in enumerate(columns)
+                     if c in plan.known and (from_hq or c not in plan.hq_only)]
+            self._slots[key] = slots
+        return slots
+
     async def _insert(self, entity: Entity, row: Row, columns: list[str]) -> None:
         nodes = self.batch.nodes
         tbl = entity.table
         plan = PLANS[tbl]
+        pos = plan.pos
+        seq = self.uow.seq
         origin = nodes[row.origin]
         assert row.values is not None
-        values: dict[str, Any] = dict(zip(columns, row.values, strict=True))
-        if not plan.known.issuperset(columns):
-            values = {k: v for k, v in values.items() if k in plan.known}
-        if plan.hq_only and origin != self.hq_node:
-            for col in plan.hq_only:
-                values.pop(col, None)
-        cell_rows = []
+        wire = row.values
+        out: list[Any] = [None] * len(plan.columns)
+        out[0] = row.id
+        for i, j in self._slots_for(tbl, columns, origin == self.hq_node):
+            out[j] = wire[i]
+        buffer = self._buffer
         for c in row.cells:
             if c.col not in plan.known or (c.col in plan.hq_only
                                            and nodes[c.origin] != self.hq_node):
                 continue
-            values[c.col] = c.val
-            cell_rows.append({"tbl": tbl, "row_id": row.id, "col": c.col, "clock": c.clock,
-                              "origin": nodes[c.origin], "rank": c.rank,
-                              "lineage": json.dumps(c.lineage) if c.lineage else None,
-                              "seq": self.uow.seq})
-        for col, conv in plan.convert:
-            value = values.get(col)
-            if value is not None:
-                values[col] = conv(value)
-        tally_rows = []
+            out[pos[c.col]] = c.val
+            buffer["sync_cells"].append((
+                tbl, row.id, c.col, c.clock, nodes[c.origin], c.rank,
+                json.dumps(c.lineage) if c.lineage else None, seq))
+        for j, conv in plan.convert:
+            if out[j] is not None:
+                out[j] = conv(out[j])
         if plan.counters:
             totals: dict[str, list[tuple[int, int]]] = defaultdict(list)
             for t in row.tallies:
                 totals[t.col].append((t.inc, t.dec))
-                tally_rows.append({"tbl": tbl, "row_id": row.id, "col": t.col,
-                                   "node": nodes[t.node], "inc": t.inc, "dec": t.dec,
-                                   "seq": self.uow.seq})
+                buffer["sync_tallies"].append((tbl, row.id, t.col, nodes[t.node], t.inc,
+                                               t.dec, seq))
             for col in plan.counters:
-                values[col] = counter_value(totals.get(col, []))
-        member_rows = []
+                out[pos[col]] = counter_value(totals.get(col, []))
         if plan.sets:
             sets: dict[str, dict[str, list[tuple[int, int]]]] = defaultdict(
                 lambda: defaultdict(list))
             for m in row.members:
                 sets[m.col][m.elem].append((m.added, m.removed))
-                member_rows.append({"tbl": tbl, "row_id": row.id, "col": m.col,
-                                    "elem": m.elem, "node": nodes[m.node], "added": m.added,
-                                    "removed": m.removed, "seq": self.uow.seq})
+                buffer["sync_members"].append((tbl, row.id, m.col, m.elem, nodes[m.node],
+                                               m.added, m.removed, seq))
             for col in plan.sets:
-                values[col] = set_members(sets.get(col, {}))
-        for col, default in plan.defaults:
-            if values.get(col) is None:
-                values[col] = default()
-        values = {**plan.nulls, **values, "id": row.id}
+                out[pos[col]] = set_members(sets.get(col, {}))
+        for j, default in plan.defaults:
+            if out[j] is None:
+                out[j] = default()
         # Buffered: a page of new rows is written with one executemany per table.
-        self._buffer[tbl].append(values)
-        self._buffer["sync_rows"].append({
-            "tbl": tbl, "row_id": row.id, "cl": row.cl, "clock": row.clock, "origin": origin,
-            "seq": self.uow.seq, "stamp_seq": self.uow.seq})
-        self._buffer["sync_cells"] += cell_rows
-        self._buffer["sync_tallies"] += tally_rows
-        self._buffer["sync_members"] += member_rows
+        buffer[tbl].append(tuple(out))
+        buffer["sync_rows"].append((tbl, row.id, row.cl, row.clock, origin, seq, seq, plan.ord))
         if tbl == "customers":
-            self._new_customers[row.id] = values.get("branch")
+            self._new_customers[row.id] = out[pos["branch"]]
         self.uow.touch()
 
     async def _merge(self, entity: Entity, row: Row, columns: list[str], local: Any,
@@ -583,9 +620,11 @@ class Applier:
 
 def _malformed(row: Row, nodes: int, columns: int) -> bool:
     """A row whose node indexes or values do not fit its batch."""
-    return (not 0 <= row.origin < nodes
-            or (row.values is not None and len(row.values) != columns)
-            or any(not 0 <= c.origin < nodes for c in row.cells)
+    if not 0 <= row.origin < nodes or (row.values is not None and len(row.values) != columns):
+        return True
+    if not (row.cells or row.tallies or row.members):
+        return False
+    return (any(not 0 <= c.origin < nodes for c in row.cells)
             or any(not 0 <= t.node < nodes for t in row.tallies)
             or any(not 0 <= m.node < nodes for m in row.members))
 

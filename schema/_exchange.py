@@ -11,12 +11,12 @@ import re
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, select
 
 from schema._apply import ApplyResult, apply_batch, coerce
 from schema._database import Database
 from schema._entities import ENTITIES
-from schema._produce import parse_cursor, produce
+from schema._produce import ORDER_KEY, parse_cursor, produce
 from schema._scope import Scope
 from schema._tables import TABLES, sync_cells, sync_peers, sync_quarantine, sync_rows
 from schema._types import utcnow
@@ -78,7 +78,7 @@ async def pending_since(db: Database, cursor: str) -> int:
     start = parse_cursor(cursor)
     async with db.read() as conn:
         return int((await conn.execute(select(func.count()).select_from(sync_rows).where(
-            tuple_(sync_rows.c.seq, sync_rows.c.tbl, sync_rows.c.row_id) > start))).scalar_one())
+            start < ORDER_KEY))).scalar_one())
 
 
 async def quarantine_count(db: Database, peer: str | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -16,11 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema._entities import ENTITIES
 from schema._scope import BY_BRANCH, CHILDREN, Scope, customer_branches
-from schema._tables import TABLES, sync_cells, sync_members, sync_rows, sync_tallies
+from schema._tables import TABLES, sync_cells, sync_members, sync_rows, sync_tallies, table_rank
 from sync import PROTOCOL_VERSION, Batch, Cell, Member, Merge, Row, Tally
 
-Key = tuple[int, str, str]
-ZERO: Key = (0, "", "")
+Key = tuple[int, int, str, str]
+"""A place in the change order: (seq, table rank, table, row id)."""
+ZERO: Key = (0, 0, "", "")
 SCHEMA_VERSION = 1
 
 
@@ -42,12 +44,17 @@ def _parse(cursor: str) -> tuple[Key, Key]:
         return ZERO, ZERO
     seq, tbl, row_id = cursor.split(":", 2)
     base, at, seq = seq.rpartition("@")
-    position = (int(seq), tbl, row_id)
-    return ((int(base), "", "") if at else position), position
+    position = (int(seq), table_rank(tbl), tbl, row_id)
+    return (at_seq(int(base)) if at else position), position
+
+
+def at_seq(seq: int) -> Key:
+    """The place just before everything changed at `seq`."""
+    return (seq, 0, "", "")
 
 
 def format_cursor(key: Key) -> str:
-    return "" if key == ZERO else f"{key[0]}:{key[1]}:{key[2]}"
+    return "" if key == ZERO else f"{key[0]}:{key[2]}:{key[3]}"
 
 
 class _Nodes:
@@ -63,7 +70,10 @@ class _Nodes:
 
 
 def _after(seq: int, tbl: str, row_id: str, cursor: Key) -> bool:
-    return (seq, tbl, row_id) > cursor
+    return (seq, table_rank(tbl), tbl, row_id) > cursor
+
+
+ORDER_KEY = tuple_(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl, sync_rows.c.row_id)
 
 
 async def _side(conn: AsyncConnection, table: Any, tbl: str, ids: list[str]
@@ -76,12 +86,37 @@ async def _side(conn: AsyncConnection, table: Any, tbl: str, ids: list[str]
     return out
 
 
-async def _data(conn: AsyncConnection, tbl: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+class _Values:
+    """A row's replicated values as read (a tuple in `replicated_columns` order), with
+    lookup by column name; no per-row dict."""
+
+    __slots__ = ("pos", "values")
+
+    def __init__(self, pos: dict[str, int], values: Sequence[Any]) -> None:
+        self.pos = pos
+        self.values = values
+
+    def get(self, col: str, default: Any = None) -> Any:
+        i = self.pos.get(col)
+        return default if i is None else self.values[i]
+
+    def __getitem__(self, col: str) -> Any:
+        return self.values[self.pos[col]]
+
+
+_POSITIONS = {name: {c: i for i, c in enumerate(e.replicated_columns)}
+              for name, e in ENTITIES.items()}
+
+
+async def _data(conn: AsyncConnection, tbl: str, ids: list[str]) -> dict[str, _Values]:
     t = TABLES[tbl]
-    out: dict[str, dict[str, Any]] = {}
+    pos = _POSITIONS[tbl]
+    columns = [t.c[c] for c in ENTITIES[tbl].replicated_columns]
+    out: dict[str, _Values] = {}
     for i in range(0, len(ids), 500):
-        for r in (await conn.execute(select(t).where(t.c.id.in_(ids[i:i + 500])))).mappings():
-            out[r["id"]] = {str(k): v for k, v in r.items()}
+        for r in await conn.execute(select(t.c.id, *columns).where(
+                t.c.id.in_(ids[i:i + 500]))):
+            out[r[0]] = _Values(pos, r[1:])
     return out
 
 
@@ -91,8 +126,8 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
     since, start = _parse(cursor)
     page = (await conn.execute(
         select(sync_rows)
-        .where(tuple_(sync_rows.c.seq, sync_rows.c.tbl, sync_rows.c.row_id) > start)
-        .order_by(sync_rows.c.seq, sync_rows.c.tbl, sync_rows.c.row_id)
+        .where(start < ORDER_KEY)
+        .order_by(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl, sync_rows.c.row_id)
         .limit(limit))).all()
     nodes = _Nodes()
     rows: list[Row] = []
@@ -100,8 +135,10 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
     by_tbl: dict[str, list[Any]] = defaultdict(list)
     for r in page:
         by_tbl[r.tbl].append(r)
-    last = (page[-1].seq, page[-1].tbl, page[-1].row_id) if page else start
-    parents = await _parents_after(conn, by_tbl, last)
+    last = (page[-1].seq, page[-1].ord, page[-1].tbl, page[-1].row_id) if page else start
+    # Only a receiver holding everything (HQ) checks that a child's customer belongs to
+    # the sender, so only there must a child never come before its customer.
+    parents = await _parents_after(conn, by_tbl, last) if scope.everything else []
     if parents:
         by_tbl["customers"] += parents
     entered: set[str] = set()
@@ -166,7 +203,7 @@ async def _parents_after(conn: AsyncConnection, by_tbl: dict[str, list[Any]], la
     for i in range(0, len(wanted), 500):
         out += (await conn.execute(select(sync_rows).where(
             sync_rows.c.tbl == "customers", sync_rows.c.row_id.in_(wanted[i:i + 500]),
-            tuple_(sync_rows.c.seq, sync_rows.c.tbl, sync_rows.c.row_id) > last))).all()
+            last < ORDER_KEY))).all()
     return out
 
 
@@ -179,7 +216,7 @@ def _moved(cells: list[Any], start: Key) -> bool:
                for c in cells)
 
 
-async def _in_scope(conn: AsyncConnection, tbl: str, data: dict[str, dict[str, Any]],
+async def _in_scope(conn: AsyncConnection, tbl: str, data: dict[str, _Values],
                     scope: Scope) -> set[str]:
     if scope.everything or tbl not in BY_BRANCH | CHILDREN:
         return set(data)
@@ -201,9 +238,8 @@ async def _sides(conn: AsyncConnection, tbl: str, ids: list[str]
     return cells, tallies, members
 
 
-def _row(tbl: str, s: Any, data: dict[str, Any] | None, side: list[list[Any]], whole: bool,
+def _row(tbl: str, s: Any, data: _Values | None, side: list[list[Any]], whole: bool,
          start: Key, nodes: _Nodes, peer: str | None, fresh: bool = False) -> Row | None:
-    entity = ENTITIES[tbl]
     cells, tally_rows, member_rows = side
     if s.cl % 2 == 0 or data is None:
         return Row(tbl=tbl, id=s.row_id, cl=s.cl, clock=s.clock, origin=nodes(s.origin))
@@ -215,7 +251,7 @@ def _row(tbl: str, s: Any, data: dict[str, Any] | None, side: list[list[Any]], w
     cells = [c for c in cells if not own(c.origin, c.lineage)]
     values = None
     if whole and not (own(s.origin) and not cells):
-        values = [data.get(c) for c in entity.replicated_columns]
+        values = list(data.values)
     wire_cells = [
         Cell(c.col, data.get(c.col), c.clock, nodes(c.origin), c.rank,
              json.loads(c.lineage) if c.lineage else None)
@@ -223,8 +259,10 @@ def _row(tbl: str, s: Any, data: dict[str, Any] | None, side: list[list[Any]], w
     ]
     tallies = [Tally(t.col, nodes(t.node), t.inc, t.dec) for t in tally_rows
                if (whole or _after(t.seq, tbl, s.row_id, start)) and not own(t.node)]
+    # An entry of the peer's own node that no one removed is the peer's own add.
     members = [Member(m.col, m.elem, nodes(m.node), m.added, m.removed) for m in member_rows
-               if whole or _after(m.seq, tbl, s.row_id, start)]
+               if (whole or _after(m.seq, tbl, s.row_id, start))
+               and not (m.removed == 0 and own(m.node))]
     if values is None and not wire_cells and not tallies and not members:
         return None
     return Row(tbl=tbl, id=s.row_id, cl=s.cl, clock=s.clock, origin=nodes(s.origin),

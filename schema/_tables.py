@@ -9,6 +9,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -56,13 +57,25 @@ sync_rows = Table(
     Column("origin", String(36), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("stamp_seq", BigInteger, nullable=False),
-    Index("ix_sync_rows_seq", "seq"),
+    Column("ord", SmallInteger, nullable=False),
+    Index("ix_sync_rows_order", "seq", "ord", "tbl", "row_id"),
 )
 """One row per replicated row: its causal length (odd live, even deleted), the stamp
 (clock, origin) of every cell without an override, the local sequence number of the
 row's newest change (`seq`) and of its stamp and values (`stamp_seq`). State, not
 history: superseded versions are never kept (cr-sqlite style, one row not one per
-cell, so inserting a row costs one metadata row)."""
+cell, so inserting a row costs one metadata row). `ord` is the table's place in the
+change order (`table_rank`): within one sequence number parents come before children, so a
+page never needs to drag a child's customer along from later in the order."""
+
+ORDER = ("regions", "branches", "departments", "custom_field_defs", "users", "customers")
+"""Tables in the order a batch applies them: reference data, customers, then children."""
+_RANK = {name: i for i, name in enumerate(ORDER)}
+
+
+def table_rank(tbl: str) -> int:
+    """A table's place in the change order (children and unknown tables last)."""
+    return _RANK.get(tbl, len(ORDER))
 
 sync_cells = Table(
     "sync_cells",

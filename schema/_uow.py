@@ -37,6 +37,7 @@ from schema._tables import (
     sync_members,
     sync_rows,
     sync_tallies,
+    table_rank,
 )
 from schema._types import utcnow
 from schema._upsert import upsert
@@ -143,12 +144,13 @@ class UnitOfWork:
             raise ConflictError(f"{table}: a row with this id exists")
         await self.conn.execute(TABLES[table].insert(), rows)
         stamps, cells, tallies, members = [], [], [], []
+        order = table_rank(table)
         for row in rows:
             clock = self.next_clock()
             row_id = row["id"]
             stamps.append({"tbl": table, "row_id": row_id, "cl": previous.get(row_id, 0) + 1,
                            "clock": clock, "origin": self.node_id, "seq": self.seq,
-                           "stamp_seq": self.seq})
+                           "stamp_seq": self.seq, "ord": order})
             for f in entity.fields:
                 if f.merge is Merge.COUNTER and row.get(f.name):
                     tallies.append({"tbl": table, "row_id": row_id, "col": f.name,

@@ -18,7 +18,7 @@ from schema import (
     record_peer,
     utcnow,
 )
-from schema._produce import format_cursor, parse_cursor
+from schema._produce import at_seq, format_cursor, parse_cursor
 from server.errors import BadRequestError
 from server.node import Node
 from sync import PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest
@@ -60,7 +60,7 @@ async def pull(node: Node, peer: dict[str, Any], request: PullRequest) -> Batch:
                            cursor=cursor, limit=max(1, min(request.limit, MAX_PAGE)))
     if snapshot:
         last = parse_cursor(batch.cursor)
-        end = format_cursor(max(last, (horizon, "", ""))) if not batch.more else ""
+        end = format_cursor(max(last, at_seq(horizon))) if not batch.more else ""
         batch = msgspec.structs.replace(
             batch, reset=reset, cursor=("s" + batch.cursor) if batch.more else end)
     # The cursor a peer asks from is what it has applied of ours: its acknowledgement

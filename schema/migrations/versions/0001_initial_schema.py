@@ -299,10 +299,12 @@ def upgrade() -> None:
         sa.Column("origin", sa.String(length=36), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("stamp_seq", sa.BigInteger(), nullable=False),
+        sa.Column("ord", sa.SmallInteger(), nullable=False),
         sa.PrimaryKeyConstraint("tbl", "row_id", name=op.f("pk_sync_rows")),
     )
     with op.batch_alter_table("sync_rows", schema=None) as batch_op:
-        batch_op.create_index("ix_sync_rows_seq", ["seq"], unique=False)
+        batch_op.create_index("ix_sync_rows_order", ["seq", "ord", "tbl", "row_id"],
+                              unique=False)
 
     op.create_table(
         "sync_tallies",
@@ -339,7 +341,7 @@ def downgrade() -> None:
     op.drop_table("users")
     op.drop_table("sync_tallies")
     with op.batch_alter_table("sync_rows", schema=None) as batch_op:
-        batch_op.drop_index("ix_sync_rows_seq")
+        batch_op.drop_index("ix_sync_rows_order")
 
     op.drop_table("sync_rows")
     op.drop_table("sync_quarantine")
