@@ -31,7 +31,7 @@ def _sqlite_instant(value: Any) -> str | None:
         raise ValueError("instants must be timezone-aware datetimes")
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return str(value.replace(tzinfo=None).isoformat(" ", "microseconds"))
 
 
 @dataclass(frozen=True)
