@@ -1,4 +1,5 @@
-"""Keys and cryptography: database keys, password hashing, signed tokens.
+"""Keys and cryptography: database keys, password hashing, signed tokens, field
+encryption (envelope keys, X25519 grants, blind indexes).
 
 Pure: no web framework, no database. Everything uses `cryptography`, `argon2-cffi`
 or the standard library's HMAC.
@@ -13,6 +14,22 @@ from crypto._dbkey import (
     write_key_file,
 )
 from crypto._errors import CryptoError, KeyFileError, TokenError
+from crypto._fields import (
+    INDEX_BITS,
+    BoxKey,
+    FieldCryptoError,
+    blind_index,
+    decrypt_value,
+    encrypt_value,
+    index_key,
+    is_token,
+    new_key,
+    unwrap_data_key,
+    unwrap_local,
+    wrap_data_key,
+    wrap_local,
+    wrap_to,
+)
 from crypto._passwords import dummy_hash, hash_password, verify_password
 from crypto._sealing import SealError, new_passphrase, seal, unseal
 from crypto._signing import (
@@ -25,8 +42,11 @@ from crypto._signing import (
 from crypto._tokens import TokenClaims, TokenSigner
 
 __all__ = [
+    "INDEX_BITS",
     "KEY_BYTES",
+    "BoxKey",
     "CryptoError",
+    "FieldCryptoError",
     "KeyFileError",
     "NodeKey",
     "SealError",
@@ -34,9 +54,15 @@ __all__ = [
     "TokenClaims",
     "TokenError",
     "TokenSigner",
+    "blind_index",
+    "decrypt_value",
     "dummy_hash",
+    "encrypt_value",
     "generate_db_key",
     "hash_password",
+    "index_key",
+    "is_token",
+    "new_key",
     "new_passphrase",
     "parse_hex_key",
     "read_key_file",
@@ -45,7 +71,12 @@ __all__ = [
     "seal",
     "sqlcipher_key_pragma",
     "unseal",
+    "unwrap_data_key",
+    "unwrap_local",
     "verify",
     "verify_password",
+    "wrap_data_key",
+    "wrap_local",
+    "wrap_to",
     "write_key_file",
 ]
