@@ -32,6 +32,12 @@ class Enrolment(msgspec.Struct, kw_only=True):
     hq_public_key: str
     hq_url: str | None
     expires_at: datetime
+    box_key: str = ""
+    """The branch's X25519 private key (hex), made at HQ; field-key grants are wrapped
+    to its public half."""
+    grants: dict[str, str] = {}
+    """Field keys for the branch (`class:<class>:<version>`, `index`), wrapped to
+    `box_key` (server/keys.py)."""
 
 
 _enc = msgspec.msgpack.Encoder()

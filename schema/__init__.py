@@ -6,7 +6,7 @@ for replicated data.
 
 from schema._apply import ApplyResult, coerce
 from schema._database import Database, Kind, sqlite_url
-from schema._entities import ENTITIES
+from schema._entities import BLIND_INDEXED, ENTITIES, SENSITIVE
 from schema._errors import (
     ConflictError,
     FieldError,
@@ -27,7 +27,15 @@ from schema._exchange import (
 from schema._gc import collect_tombstones, gc_horizon, wipe_replica
 from schema._ids import new_id
 from schema._policy import Entity, Field, Sensitivity
-from schema._roles import CUSTOM_FIELD_ADMINS, CUSTOMER_EDITORS, ORG_ADMINS, ROLES, Role
+from schema._roles import (
+    CUSTOM_FIELD_ADMINS,
+    CUSTOMER_EDITORS,
+    ORG_ADMINS,
+    READABLE_CLASSES,
+    ROLES,
+    Role,
+    readable_classes,
+)
 from schema._scope import Scope
 from schema._tables import (
     TABLES,
@@ -53,14 +61,18 @@ from schema._values import (
     validate_id_number,
     validate_org_code,
 )
+from schema._vault import KeyMissingError, Vault, data_key_id
 from sync import Merge
 
 __all__ = [
+    "BLIND_INDEXED",
     "CUSTOMER_EDITORS",
     "CUSTOM_FIELD_ADMINS",
     "ENTITIES",
     "ORG_ADMINS",
+    "READABLE_CLASSES",
     "ROLES",
+    "SENSITIVE",
     "TABLES",
     "ApplyResult",
     "ConflictError",
@@ -68,6 +80,7 @@ __all__ = [
     "Entity",
     "Field",
     "FieldError",
+    "KeyMissingError",
     "Kind",
     "Merge",
     "NotFoundError",
@@ -78,10 +91,12 @@ __all__ = [
     "StorageError",
     "UnitOfWork",
     "UtcDateTime",
+    "Vault",
     "WrongKeyError",
     "clean_text",
     "coerce",
     "collect_tombstones",
+    "data_key_id",
     "gc_horizon",
     "incoming",
     "metadata",
@@ -96,6 +111,7 @@ __all__ = [
     "peer_state",
     "pending_since",
     "quarantine_count",
+    "readable_classes",
     "record_peer",
     "retry_parked",
     "search_keys",

@@ -24,6 +24,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from crypto import sqlcipher_key_pragma
 from schema._errors import StorageError, WrongKeyError
 from schema._uow import UnitOfWork
+from schema._vault import Vault
 
 Kind = Literal["sqlite", "postgresql"]
 
@@ -32,6 +33,7 @@ _SQLITE_PRAGMAS = (
     "PRAGMA temp_store = MEMORY",  # temp tables and sorts never touch disk unencrypted
     "PRAGMA busy_timeout = 10000",
     "PRAGMA synchronous = NORMAL",
+    "PRAGMA secure_delete = ON",  # freed pages are zeroed: erased values leave no trace
 )
 
 
@@ -104,6 +106,8 @@ class Database:
     def __init__(self, kind: Kind, writer: AsyncEngine, reader: AsyncEngine) -> None:
         self.kind: Kind = kind
         self.hq_authority = True
+        self.vault: Vault | None = None
+        """The field keys this node holds (set when the node opens)."""
         """Whether local writes to HQ-authoritative fields take effect (HQ) or become
         change requests (every other node)."""
         self._writer = writer
@@ -168,7 +172,7 @@ class Database:
         """
         async with self._writer.connect() as conn, conn.begin():
             uow = UnitOfWork(conn, node_id=node_id, actor_id=actor_id,
-                             hq_authority=self.hq_authority)
+                             hq_authority=self.hq_authority, vault=self.vault)
             await uow.start()
             yield uow
             await uow.finish()
@@ -178,6 +182,21 @@ class Database:
         """The write connection for node bookkeeping and migrations, not replicated data."""
         async with self._writer.connect() as conn, conn.begin():
             yield conn
+
+    async def purge_freed(self) -> None:
+        """Leave no old page images behind after an erasure: freed pages are already
+        zeroed (secure_delete); this moves the WAL into the file and truncates it.
+        (PostgreSQL: VACUUM reclaims dead tuples; the erased values are ciphertext whose
+        data keys no longer exist.)"""
+        if self.kind != "sqlite":
+            return
+        async with self._writer.connect() as conn:
+            # Outside any transaction (SQLAlchemy would begin one); readers still inside
+            # theirs make SQLite checkpoint what it can and report busy, not fail.
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            cursor = await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await cursor.fetchall()
+            await cursor.close()
 
     async def migrate(self) -> None:
         """Bring the schema up to the newest migration."""

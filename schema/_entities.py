@@ -8,7 +8,7 @@ sensitivity. Changing a declaration here is a schema change and needs a migratio
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, String, Text
 
 from schema._policy import Entity, Field, Sensitivity
 from schema._types import UtcDateTime
@@ -23,6 +23,28 @@ S = Sensitivity.SECRET
 
 def _id() -> Field:
     return Field(Column("id", String(36), primary_key=True), merge=Merge.IMMUTABLE)
+
+
+def _sensitive(name: str, cls: Sensitivity, *, key_class: str | None = None,
+               blind: bool = False) -> tuple[Field, ...]:
+    """A confidential or secret field: the column holds only ciphertext (crypto/_fields.py),
+    with a mask computed at write time for readers without the key and, for exact search
+    and duplicate detection, a blind index."""
+    fields = [
+        Field(Column(name, Text), sensitivity=cls),
+        Field(Column(f"{name}_mask", String(64)), history=False, conflicts=False),
+    ]
+    if blind:
+        fields.append(Field(Column(f"{name}_bidx", String(8), index=True), history=False,
+                            conflicts=False))
+    SENSITIVE_COLUMNS[name] = key_class or cls.value
+    if blind:
+        BLIND_COLUMNS.add(name)
+    return tuple(fields)
+
+
+SENSITIVE_COLUMNS: dict[str, str] = {}
+BLIND_COLUMNS: set[str] = set()
 
 
 def _stamps() -> tuple[Field, Field]:
@@ -80,16 +102,16 @@ CUSTOMERS = Entity("customers", (
     Field(Column("supervising_unit", String(200))),
     Field(Column("industry", String(100))),
     Field(Column("size", String(50))),
-    Field(Column("address", String(500)), sensitivity=C),
-    Field(Column("mobile", String(20), index=True), sensitivity=C),
-    Field(Column("phone", String(30)), sensitivity=C),
-    Field(Column("email", String(254)), sensitivity=C),
+    *_sensitive("address", C),
+    *_sensitive("mobile", C, blind=True),
+    *_sensitive("phone", C),
+    *_sensitive("email", C),
     Field(Column("website", String(300))),
-    Field(Column("id_number", String(18), index=True), sensitivity=S),
-    Field(Column("org_code", String(18), index=True), sensitivity=S),
-    Field(Column("bank_account", String(40)), sensitivity=S),
-    Field(Column("birthday", Date), sensitivity=C),
-    Field(Column("credit_status", String(50)), sensitivity=S),
+    *_sensitive("id_number", S, blind=True),
+    *_sensitive("org_code", S, blind=True),
+    *_sensitive("bank_account", S),
+    *_sensitive("birthday", C),
+    *_sensitive("credit_status", S, key_class="credit"),
     Field(Column("source", String(20), nullable=False)),
     Field(Column("intention", Boolean, nullable=False, default=False)),
     Field(Column("agency", Boolean, nullable=False, default=False)),
@@ -121,10 +143,10 @@ CONTACTS = Entity("contacts", (
     Field(Column("name", String(100), nullable=False)),
     Field(Column("department", String(64))),
     Field(Column("title", String(64))),
-    Field(Column("mobile", String(20), index=True), sensitivity=C),
-    Field(Column("phone", String(30)), sensitivity=C),
-    Field(Column("email", String(254)), sensitivity=C),
-    Field(Column("birthday", Date), sensitivity=C),
+    *_sensitive("mobile", C, blind=True),
+    *_sensitive("phone", C),
+    *_sensitive("email", C),
+    *_sensitive("birthday", C),
     Field(Column("is_primary", Boolean, nullable=False, default=False)),
     Field(Column("notes", String(2000))),
     *_stamps(),
@@ -194,9 +216,62 @@ CHANGE_REQUESTS = Entity("change_requests", (
 ))
 """A branch's write to an HQ-authoritative field, waiting for HQ to grant it."""
 
+DATA_KEYS = Entity("data_keys", (
+    _id(),
+    Field(Column("customer_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
+    Field(Column("cls", String(16), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("key_version", Integer, nullable=False), history=False, conflicts=False),
+    Field(Column("wrapped", Text, nullable=False), history=False, conflicts=False),
+))
+"""A customer's data key for one class, wrapped by a class key version (crypto/_fields.py).
+Its id derives from customer and class, so every node names it alike; rewrapping
+(rotation) changes `key_version` and `wrapped`, never the key; deleting it erases the
+customer's values of that class on every replica."""
+
+DESTRUCTIONS = Entity("destruction_records", (
+    _id(),
+    Field(Column("customer_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
+    Field(Column("reason", String(500), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("reviewed_by", String(36), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("approved_by", String(36), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("erased_by", String(36)), merge=Merge.IMMUTABLE),
+    Field(Column("node_id", String(36), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("erased_at", UtcDateTime(), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("fields", JSON, nullable=False), merge=Merge.IMMUTABLE),
+), append_only=True)
+"""Destruction record (domain.md §9): who reviewed (department head), who approved
+(general manager), who erased which fields of which customer, when, where."""
+
+READ_AUDIT = Entity("read_audit", (
+    _id(),
+    Field(Column("customer_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
+    Field(Column("table_name", String(32), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("row_id", String(36), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("fields", JSON, nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("user_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
+    Field(Column("node_id", String(36), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("read_at", UtcDateTime(), nullable=False), merge=Merge.IMMUTABLE),
+), append_only=True)
+"""Every plaintext read of a confidential or secret field: who, which customer and
+fields, when, on which node. Append-only; follows its customer to HQ."""
+
 ENTITIES: dict[str, Entity] = {
     e.table: e
     for e in (REGIONS, BRANCHES, DEPARTMENTS, USERS, CUSTOMERS, CONTACTS, CUSTOM_FIELDS,
-              FIELD_HISTORY, CONFLICTS, CHANGE_REQUESTS)
+              FIELD_HISTORY, CONFLICTS, CHANGE_REQUESTS, DATA_KEYS, DESTRUCTIONS,
+              READ_AUDIT)
 }
 """Every replicated entity by table name."""
+
+SENSITIVE: dict[str, dict[str, str]] = {
+    e.table: {f.name: SENSITIVE_COLUMNS[f.name] for f in e.fields
+              if f.sensitivity is not Sensitivity.ORDINARY}
+    for e in ENTITIES.values()
+    if any(f.sensitivity is not Sensitivity.ORDINARY for f in e.fields)
+}
+"""Per table, each encrypted column and the key class that encrypts it."""
+
+BLIND_INDEXED: dict[str, tuple[str, ...]] = {
+    table: tuple(c for c in columns if c in BLIND_COLUMNS) for table, columns in SENSITIVE.items()
+}
+"""Per table, the encrypted columns that carry a blind index (`<column>_bidx`)."""

@@ -14,7 +14,8 @@ REFERENCE = frozenset({"regions", "branches", "departments", "custom_field_defs"
 """Published by HQ to every branch."""
 BY_BRANCH = frozenset({"customers", "users"})
 """Rows that carry their branch themselves."""
-CHILDREN = frozenset({"contacts", "field_history", "conflicts", "change_requests"})
+CHILDREN = frozenset({"contacts", "field_history", "conflicts", "change_requests",
+                      "data_keys", "destruction_records", "read_audit"})
 """Rows that belong to a customer (`customer_id`) and follow it."""
 HQ_ONLY_WRITES = REFERENCE | {"users"}
 """Tables only headquarters may change."""

@@ -25,8 +25,9 @@ import msgspec
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from crypto import is_token
 from schema._derive import derive
-from schema._entities import ENTITIES
+from schema._entities import BLIND_INDEXED, ENTITIES, SENSITIVE
 from schema._errors import ConflictError, NotFoundError
 from schema._ids import new_id
 from schema._policy import Entity, Field
@@ -41,6 +42,7 @@ from schema._tables import (
 )
 from schema._types import utcnow
 from schema._upsert import upsert
+from schema._vault import KeyMissingError, Vault
 from sync import Merge, compact, extend, lineage_of, state_rank, tick
 from sync import Stamp as _Stamp
 
@@ -66,11 +68,12 @@ class UnitOfWork:
     """One write transaction on replicated data. Obtain it from `Database.write`."""
 
     def __init__(self, conn: AsyncConnection, *, node_id: str, actor_id: str | None,
-                 hq_authority: bool = True) -> None:
+                 hq_authority: bool = True, vault: Vault | None = None) -> None:
         self.conn = conn
         self.node_id = node_id
         self.actor_id = actor_id
         self.hq_authority = hq_authority
+        self.vault = vault
         self._clock = 0
         self.seq = 0
         self._dirty = False
@@ -134,6 +137,7 @@ class UnitOfWork:
             row.update(derive(table, row))
             requests += [(row, name, value) for name, value in held]
             rows.append(row)
+        await self._seal(table, [(r["id"], customer_of(table, r), r) for r in rows])
         ids = [r["id"] for r in rows]
         previous: dict[str, int] = {}
         for i in range(0, len(ids), 500):
@@ -202,6 +206,7 @@ class UnitOfWork:
                 raise ConflictError(f"{name} cannot change")
         for name, value in self._hold_for_hq(entity, changed):
             await self._request(table, old, name, value)
+        changed = await self._seal_changes(table, old, changed)
         if not changed:
             return old
         changed["updated_at"] = utcnow()
@@ -388,6 +393,54 @@ class UnitOfWork:
                 "changed_by": self.actor_id, "changed_at": now, "node_id": self.node_id,
                 "clock": clocks.get(name, self._clock),
             })
+
+    async def _seal(self, table: str, rows: list[tuple[str, str | None, dict[str, Any]]]
+                    ) -> None:
+        """Encrypt sensitive values before they are written (the only way in)."""
+        columns = SENSITIVE.get(table)
+        if not columns or not any(r.get(c) is not None and not is_token(r[c])
+                                  for _, _, r in rows for c in columns):
+            return
+        if self.vault is None:
+            raise KeyMissingError("this node holds no field keys: it cannot write "
+                                  "confidential fields")
+        if any(customer is None for _, customer, _ in rows):
+            raise ValueError(f"{table}: a confidential value needs its customer")
+        created = await self.vault.seal_rows(
+            self.conn, table, [(i, str(c), r) for i, c, r in rows])
+        if created:
+            await self.insert_many("data_keys", created)
+
+    async def _seal_changes(self, table: str, old: dict[str, Any], changed: dict[str, Any]
+                            ) -> dict[str, Any]:
+        """`changed` with sensitive values sealed; a value equal to the stored one (once
+        decrypted) is no change."""
+        columns = SENSITIVE.get(table)
+        if not columns or not any(c in changed for c in columns):
+            return changed
+        customer = customer_of(table, old)
+        if self.vault is not None and customer is not None:
+            # A stored ciphertext written back (a conflict resolved to the losing value):
+            # open it so it is sealed afresh with its mask and blind index.
+            for c, cls in columns.items():
+                if is_token(changed.get(c)):
+                    plain = await self.vault.reveal(self.conn, table, c, old["id"], customer,
+                                                    changed[c], frozenset({cls}))
+                    if plain != "(encrypted)":
+                        changed = {**changed, c: plain}
+            plain = dict(old)
+            await self.vault.open_rows(self.conn, table, [(customer, plain)],
+                                       frozenset(columns.values()))
+            changed = {k: v for k, v in changed.items()
+                       if k not in columns or is_token(v) or _differs(plain.get(k), v)
+                       or (v is not None and is_token(plain.get(k)))}
+        for c in columns:
+            if c in changed and changed[c] is None:
+                changed[f"{c}_mask"] = None
+                if c in BLIND_INDEXED.get(table, ()):
+                    changed[f"{c}_bidx"] = None
+        await self._seal(table, [(old["id"], customer, changed)])
+        return changed
 
     def _complete(self, entity: Entity, values: dict[str, Any]) -> dict[str, Any]:
         row = dict(values)

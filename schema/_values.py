@@ -91,3 +91,24 @@ def search_keys(name: str) -> str:
     initials = "".join(s[0] for s in lazy_pinyin(name, style=Style.FIRST_LETTER,
                                                   errors="ignore") if s.strip())
     return f"{name} {''.join(syllables)} {initials}"
+
+
+def mask(column: str, value: str) -> str:
+    """What a reader without the key sees, computed at write time: enough to recognise
+    a record (`138****5678`), never enough to use it."""
+    if column == "mobile":
+        digits = value[3:] if value.startswith("+86") else value.lstrip("+")
+        return f"{digits[:3]}****{digits[-4:]}" if len(digits) >= 7 else "****"
+    if column == "email":
+        local, _, domain = value.partition("@")
+        return f"{local[:1]}***@{domain}" if domain else "***"
+    if column in ("id_number", "org_code"):
+        return f"{value[:4]}{'*' * max(len(value) - 8, 4)}{value[-4:]}" if len(value) > 8 \
+            else "****"
+    if column in ("phone", "bank_account"):
+        return f"****{value[-4:]}" if len(value) > 4 else "****"
+    if column == "address":
+        return f"{value[:6]}****"
+    if column == "birthday":
+        return "****-**-**"
+    return "***"

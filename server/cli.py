@@ -111,6 +111,7 @@ def init_hq(data_dir: Path, key_file: Path | None, database_url: str | None, nam
         import json
         click.echo(json.dumps({"node_id": result.node.node_id, "data": str(data_dir.resolve()),
                                "key_file": str(result.key_file) if result.key_file else None,
+                               "root_key_file": result.node.root_key_file,
                                "admin_username": result.admin_username,
                                "admin_password": result.admin_password
                                if result.password_generated else None}))
@@ -118,6 +119,9 @@ def init_hq(data_dir: Path, key_file: Path | None, database_url: str | None, nam
     click.echo(f"Created headquarters node {result.node.node_id} in {data_dir.resolve()}")
     if result.key_file:
         click.echo(f"Database key: {result.key_file} (back it up; without it the data is lost)")
+    if result.node.root_key_file:
+        click.echo(f"Root key: {result.node.root_key_file} (back it up apart from the data; "
+                   "without it confidential fields cannot be read at HQ)")
     if result.password_generated:
         click.echo(f"Admin login: admin / {result.admin_password}  (shown only once)")
 
@@ -265,7 +269,8 @@ def init_branch(data_dir: Path, enrol_file: Path, upstream: str | None,
             key_file=key_file, branch_code=enrolment.branch_code, node_id=enrolment.node_id,
             node_key=NodeKey.from_hex(enrolment.node_key), trusted=[hq],
             hq_node_id=enrolment.hq_node_id, upstream_url=upstream or enrolment.hq_url,
-            admin=False)
+            admin=False,
+            grants=(enrolment.box_key, enrolment.grants) if enrolment.box_key else None)
         await node.close()
         return result
 
@@ -289,7 +294,11 @@ def branch() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the enrolment file.")
 @click.option("--url", help="Headquarters' URL as the branch reaches it.")
-def branch_add(data_dir: Path, code: str, name: str, out: Path, url: str | None) -> None:
+@click.option("--classes", default="confidential",
+              help="Field-key classes the branch's users need, comma-separated, from "
+                   "confidential, secret, credit (default: confidential).")
+def branch_add(data_dir: Path, code: str, name: str, out: Path, url: str | None,
+               classes: str) -> None:
     """Enrol a branch: write its sealed enrolment file. The passphrase comes from
     BRANCHLINE_ENROL_PASSPHRASE, else one is generated and printed once."""
     from crypto import new_passphrase
@@ -297,10 +306,35 @@ def branch_add(data_dir: Path, code: str, name: str, out: Path, url: str | None)
 
     passphrase = os.environ.get("BRANCHLINE_ENROL_PASSPHRASE") or new_passphrase()
     info = run(_with_node(data_dir, lambda node: add_branch(
-        node, code=code.upper(), name=name, out=out, passphrase=passphrase, url=url)))
+        node, code=code.upper(), name=name, out=out, passphrase=passphrase, url=url,
+        classes=[c.strip() for c in classes.split(",") if c.strip()])))
     click.echo(f"Enrolled branch {info['branch']} as node {info['node_id']}; file {out}")
     if not os.environ.get("BRANCHLINE_ENROL_PASSPHRASE"):
         click.echo(f"One-time passphrase (shown only once): {passphrase}")
+
+
+@main.group(cls=Group)
+def customer() -> None:
+    """Customer archives."""
+
+
+@customer.command("erase")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="HQ's data directory.")
+@click.argument("customer_id")
+@click.option("--reviewed-by", required=True, help="Username of the reviewing department head.")
+@click.option("--approved-by", required=True, help="Username of the approving general manager.")
+@click.option("--reason", required=True, help="Why the archive is destroyed (recorded).")
+def customer_erase(data_dir: Path, customer_id: str, reviewed_by: str, approved_by: str,
+                   reason: str) -> None:
+    """Erase a customer's personal data (crypto-shredding): confidential and secret
+    fields are cleared and the customer's data keys destroyed on every replica after
+    the next sync; a destruction record is kept."""
+    from server.services.erasure import erase_customer
+
+    record = run(_with_node(data_dir, lambda node: erase_customer(
+        node, customer_id, reviewed_by=reviewed_by, approved_by=approved_by, reason=reason)))
+    click.echo(f"Erased {len(record['fields'])} fields of customer {customer_id}; "
+               f"destruction record {record['id']}")
 
 
 @main.group(cls=Group)

@@ -36,6 +36,8 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     database_url: str | None = None
     """None: an SQLCipher file in the data directory."""
     key_file: str | None = None
+    root_key_file: str | None = None
+    """HQ's root key (wraps the field class keys); outside the data directory."""
     branch_code: str | None = None
     time_zone: str = "Asia/Shanghai"
     hq_node_id: str | None = None
@@ -53,6 +55,8 @@ class Settings(msgspec.Struct, kw_only=True):
     node: NodeConfig
     db_key: bytes | None
     key_from_env: bool = False
+    root_key: bytes | None = None
+    """HQ's root key (from `BRANCHLINE_ROOT_KEY` or the root key file); None elsewhere."""
     token_ttl_seconds: int = 12 * 3600
     login_max_failures: int = 5
     login_window_seconds: int = 300
@@ -77,6 +81,25 @@ def default_key_file(data_dir: Path, environ: Mapping[str, str]) -> Path:
     base = Path(environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
     return base / "branchline" / "keys" / f"{digest}.key"
+
+
+def default_root_key_file(data_dir: Path, environ: Mapping[str, str]) -> Path:
+    """Where HQ's root key lives by default: beside the database key."""
+    key = default_key_file(data_dir, environ)
+    return key.with_name(key.stem + ".root.key")
+
+
+def resolve_root_key(config: NodeConfig, environ: Mapping[str, str]) -> bytes | None:
+    """HQ's root key: `BRANCHLINE_ROOT_KEY` (hex) if set, else the root key file; None
+    when neither exists (the node then shows masks and refuses confidential writes)."""
+    try:
+        if environ.get("BRANCHLINE_ROOT_KEY"):
+            return parse_hex_key(environ["BRANCHLINE_ROOT_KEY"], "BRANCHLINE_ROOT_KEY")
+        if config.root_key_file and Path(config.root_key_file).exists():
+            return read_key_file(Path(config.root_key_file))
+    except KeyFileError as exc:
+        raise NodeError(str(exc)) from None
+    return None
 
 
 def write_config(data_dir: Path, config: NodeConfig) -> None:
@@ -122,7 +145,8 @@ def load_settings(data_dir: Path, environ: Mapping[str, str] | None = None) -> S
     data_dir = data_dir.resolve()
     config = read_config(data_dir)
     settings = Settings(data_dir=data_dir, node=config, db_key=resolve_db_key(config, env),
-                        key_from_env=bool(env.get("BRANCHLINE_DB_KEY")))
+                        key_from_env=bool(env.get("BRANCHLINE_DB_KEY")),
+                        root_key=resolve_root_key(config, env) if config.role == "hq" else None)
     try:
         if env.get("BRANCHLINE_MAX_SKEW_MS"):
             settings.max_skew_ms = int(env["BRANCHLINE_MAX_SKEW_MS"])

@@ -39,9 +39,11 @@ from server.config import (
     Role,
     Settings,
     default_key_file,
+    default_root_key_file,
     write_config,
 )
 from server.errors import NodeError
+from server.keys import create_hq_keys, load_vault, store_grants
 
 VERSION = "0.1.0"
 
@@ -110,6 +112,11 @@ async def open_node(settings: Settings) -> Node:
         await db.dispose()
         raise NodeError("the database belongs to another node than node.json says")
     db.hq_authority = settings.node.role == "hq"
+    try:
+        db.vault = load_vault(meta, role=settings.node.role, root_key=settings.root_key)
+    except BaseException:
+        await db.dispose()
+        raise
     node = Node(settings, db, TokenSigner(bytes.fromhex(meta["token_secret"])),
                 NodeKey.from_hex(meta["signing_key"]))
     if await quarantine_count(db):
@@ -149,6 +156,8 @@ async def init_node(
     upstream_url: str | None = None,
     public_url: str | None = None,
     admin: bool = True,
+    grants: tuple[str, dict[str, str]] | None = None,
+    root_key_file: Path | None = None,
 ) -> tuple[Node, InitResult]:
     """Create a new node in `data_dir`: key, database, schema, identity, admin user."""
     from server.services.users import create_user  # services import the node module
@@ -163,6 +172,7 @@ async def init_node(
     db_key: bytes | None = None
     key_path: Path | None = None
     wrote_key = False  # only a key this call wrote may be removed on failure
+    wrote_root: Path | None = None
     try:
         if database_url is None:
             env_key = environ.get("BRANCHLINE_DB_KEY")
@@ -179,13 +189,31 @@ async def init_node(
                     key_path.replace(key_path.with_name(f"{key_path.name}.{int(time.time())}.old"))
                 write_key_file(key_path, db_key)
                 wrote_key = True
+        root_key: bytes | None = None
+        root_path: Path | None = None
+        if role == "hq":
+            if environ.get("BRANCHLINE_ROOT_KEY"):
+                root_key = parse_hex_key(environ["BRANCHLINE_ROOT_KEY"], "BRANCHLINE_ROOT_KEY")
+            else:
+                root_key = generate_db_key()
+                beside = key_path.with_name(key_path.stem + ".root.key") if key_path else None
+                root_path = (root_key_file or beside
+                             or default_root_key_file(data_dir, environ)).resolve()
+                if root_path.exists():
+                    if root_key_file is not None:
+                        raise NodeError(f"root key file {root_path} already exists")
+                    root_path.replace(root_path.with_name(
+                        f"{root_path.name}.{int(time.time())}.old"))
+                write_key_file(root_path, root_key)
+                wrote_root = root_path
         config = NodeConfig(
             node_id=node_id or new_id(), role=role, name=name, database_url=database_url,
             key_file=str(key_path) if key_path else None, branch_code=branch_code,
             hq_node_id=hq_node_id, upstream_url=upstream_url, public_url=public_url,
+            root_key_file=str(root_path) if root_path else None,
         )
         key = node_key or NodeKey.generate()
-        settings = Settings(data_dir=data_dir, node=config, db_key=db_key)
+        settings = Settings(data_dir=data_dir, node=config, db_key=db_key, root_key=root_key)
         try:
             db = await Database.open(settings.database_url, db_key)
         except SchemaError as exc:
@@ -206,8 +234,13 @@ async def init_node(
                        "branch": branch_code, "public_key": key.public_hex(),
                        "url": public_url, "enrolled_at": utcnow()}
                 await conn.execute(nodes.insert(), [own, *(trusted or [])])
+            if root_key is not None:
+                await create_hq_keys(db, root_key)
+            if grants is not None:
+                await store_grants(db, *grants)
             meta = await _meta(db)
             db.hq_authority = role == "hq"
+            db.vault = load_vault(meta, role=role, root_key=root_key)
             node = Node(settings, db, TokenSigner(bytes.fromhex(meta["token_secret"])), key)
             password = environ.get("BRANCHLINE_ADMIN_PASSWORD") or ""
             generated = not password
@@ -223,6 +256,8 @@ async def init_node(
     except BaseException as exc:
         if wrote_key and key_path is not None and key_path.exists():
             key_path.unlink()
+        if wrote_root is not None and wrote_root.exists():
+            wrote_root.unlink()
         if created_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
         else:

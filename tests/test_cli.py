@@ -291,7 +291,8 @@ async def test_rekey_with_key_file(tmp_path: Path, hq: tuple[Path, Path]) -> Non
     new_key = bytes.fromhex(key.read_text().strip())
     assert new_key != old_key
     assert mode(key) == 0o600
-    assert sorted(p.name for p in key.parent.iterdir()) == [key.name]  # no staged key left
+    # No staged key left (the root key of the field keys lives beside the database key).
+    assert sorted(p.name for p in key.parent.iterdir()) == [key.name, "hq.root.key"]
     url = sqlite_url(data / "branchline.db")
     with pytest.raises(WrongKeyError):
         await Database.open(url, old_key)
@@ -307,7 +308,8 @@ async def test_rekey_with_key_from_env(tmp_path: Path) -> None:
     data, unused_key = tmp_path / "data", tmp_path / "keys" / "unused.key"
     old_hex = generate_db_key().hex()
     r = cli(tmp_path, "init", "hq", "--data", str(data), "--key-file", str(unused_key),
-            env={"BRANCHLINE_ADMIN_PASSWORD": ADMIN_PASSWORD, "BRANCHLINE_DB_KEY": old_hex})
+            env={"BRANCHLINE_ADMIN_PASSWORD": ADMIN_PASSWORD, "BRANCHLINE_DB_KEY": old_hex,
+                 "BRANCHLINE_ROOT_KEY": generate_db_key().hex()})
     assert r.code == 0, r
     assert not unused_key.exists() and not (tmp_path / "xdg").exists()
     assert old_hex not in r.both

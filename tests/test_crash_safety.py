@@ -254,7 +254,8 @@ async def _build_branch(tmp: Path, enrol: Path, relay: Relay
     branch, _ = await init_node(branch_data, role="branch", name=e.branch_name, environ=env,
                                 key_file=branch_key, branch_code="S001", node_id=e.node_id,
                                 node_key=NodeKey.from_hex(e.node_key), trusted=trusted,
-                                hq_node_id=e.hq_node_id, upstream_url=relay.url, admin=False)
+                                hq_node_id=e.hq_node_id, upstream_url=relay.url, admin=False,
+                                grants=(e.box_key, e.grants))
     points: dict[str, int] = {}
     try:
         for start in range(0, CUSTOMERS, BATCH):

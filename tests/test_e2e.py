@@ -270,7 +270,10 @@ def test_customer_data_is_not_readable_at_rest(server: Server) -> None:
 
     # The check can fail: the data is there for whoever holds the key.
     row = asyncio.run(_decrypted_customer(server.data, server.key))
-    assert row["name"] == SECRET_NAME and row["mobile"] == f"+86{SECRET_MOBILE}"
+    assert row["name"] == SECRET_NAME and SECRET_MOBILE in row["notes"]
+    # Confidential fields are sealed with field keys too: the database key is not enough.
+    assert row["mobile"].startswith("§") and row["mobile_mask"] == "139****4321"
+    assert SECRET_MOBILE not in row["mobile"] + (row["phone"] or "")
     assert SECRET_PINYIN in row["search_keys"]
     assert row["contact_names"] == [CONTACT_NAME]
     # …and it would see plaintext bytes if they were written out.

@@ -34,7 +34,8 @@ async def _branch(tmp_path: Path, hq: Node, code: str) -> tuple[Node, Upstream]:
                               key_file=tmp_path / f"{code}.key", branch_code=code,
                               node_id=e.node_id, node_key=NodeKey.from_hex(e.node_key),
                               trusted=trusted, hq_node_id=e.hq_node_id,
-                              upstream_url="http://testserver.local", admin=False)
+                              upstream_url="http://testserver.local", admin=False,
+                              grants=(e.box_key, e.grants))
     up = Upstream(url="http://testserver.local", node_id=e.node_id,
                   key=NodeKey.from_hex(e.node_key), hq_node_id=e.hq_node_id,
                   hq_public_key=e.hq_public_key, branch=code)

@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from schema import ConflictError, FieldError, NotFoundError, SchemaError
+from schema import ConflictError, FieldError, KeyMissingError, NotFoundError, SchemaError
 from server.errors import (
     AuthError,
     BadRequestError,
@@ -105,6 +105,8 @@ def handle_domain(request: Request[Any, Any, Any], exc: Exception) -> Response[A
         return problem(400, str(exc))
     if isinstance(exc, ConflictError):
         return problem(409, str(exc))
+    if isinstance(exc, KeyMissingError):
+        return problem(403, str(exc))
     if isinstance(exc, UnicodeDecodeError):
         return problem(
             400,

@@ -187,7 +187,8 @@ class ContactOut(Struct, kw_only=True):
     mobile: str | None
     phone: str | None
     email: str | None
-    birthday: date | None
+    birthday: str | None
+    """ISO date, or a mask for readers without the confidential key."""
     is_primary: bool
     notes: str | None
     created_at: datetime
@@ -283,7 +284,8 @@ class CustomerOut(Struct, kw_only=True):
     id_number: str | None
     org_code: str | None
     bank_account: str | None
-    birthday: date | None
+    birthday: str | None
+    """ISO date, or a mask for readers without the confidential key."""
     credit_status: str | None
     intention: bool
     agency: bool

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from schema import TABLES, coerce
+from schema import SENSITIVE, TABLES, coerce
 from server.node import Node
 from server.services.errors import FieldError, ForbiddenError, NotFoundError
 from server.services.principal import Principal
@@ -41,7 +41,7 @@ async def _writers(conn: Any, rows: list[dict[str, Any]]) -> None:
 async def list_conflicts(node: Node, p: Principal, filters: dict[str, Any],
                          cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
     """Conflicts visible to `p`, newest first."""
-    from server.services.customers import _page
+    from server.services.customers import _page, _reveal
 
     query = select(conflicts)
     scope = _visible(p)
@@ -53,6 +53,11 @@ async def list_conflicts(node: Node, p: Principal, filters: dict[str, Any],
     async with node.db.read() as conn:
         rows, next_cursor = await _page(conn, query, conflicts.c.id, cursor, limit)
         await _writers(conn, rows)
+        for r in rows:  # confidential values: plaintext or mask, per the reader's role
+            if r["column_name"] in SENSITIVE.get(r["table_name"], {}) and r["customer_id"]:
+                for key in ("winner_value", "loser_value"):
+                    r[key] = await _reveal(node, conn, p, r["table_name"], r["column_name"],
+                                           r["row_id"], r["customer_id"], r[key])
     return rows, next_cursor
 
 

@@ -10,13 +10,16 @@ from typing import Any
 from sqlalchemy import Select, Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from crypto import is_token
 from schema import (
+    SENSITIVE,
     TABLES,
     UnitOfWork,
     clean_text,
     normalize_email,
     normalize_mobile,
     normalize_phone,
+    readable_classes,
     utcnow,
     validate_id_number,
     validate_org_code,
@@ -42,7 +45,8 @@ _NORMALISERS: dict[str, Callable[[str, str], str]] = {
 }
 _REQUIRED = frozenset({"name", "customer_type", "source"})
 REFS = ("branch", "owner_id", "referrer_user_id", "referrer_customer_id")
-HIDDEN = frozenset({"search_keys"})
+HIDDEN = frozenset({"search_keys"} | {f"{c}_{suffix}" for cols in SENSITIVE.values()
+                                       for c in cols for suffix in ("mask", "bidx")})
 
 
 def _normalise(values: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +71,53 @@ def _normalise(values: dict[str, Any]) -> dict[str, Any]:
 def public(row: dict[str, Any]) -> dict[str, Any]:
     """A customer row as the API shows it."""
     return {k: v for k, v in row.items() if k not in HIDDEN}
+
+
+async def _show(node: Node, conn: AsyncConnection, p: Principal, table: str,
+                rows: list[dict[str, Any]], audit: list[dict[str, Any]] | None = None
+                ) -> list[dict[str, Any]]:
+    """Rows as `p` may see them: plaintext of the classes their role reads (and this
+    node holds), the write-time mask elsewhere; never a ciphertext. Plaintext reads
+    are added to `audit` (written by `_log_reads` once the read is done)."""
+    rows = [dict(r) for r in rows]
+    pairs = [(r["id"] if table == "customers" else r["customer_id"], r) for r in rows]
+    vault = node.db.vault
+    if vault is not None:
+        revealed = await vault.open_rows(conn, table, pairs, readable_classes(p.role))
+        if audit is not None:
+            now = utcnow()
+            audit += [{"customer_id": customer, "table_name": table, "row_id": row_id,
+                       "fields": fields, "user_id": p.id, "node_id": node.node_id,
+                       "read_at": now} for customer, row_id, fields in revealed]
+    else:
+        for _, r in pairs:
+            for c in SENSITIVE.get(table, {}):
+                if r.get(c) is not None:
+                    r[c] = r.get(f"{c}_mask")
+    return [public(r) for r in rows]
+
+
+async def _reveal(node: Node, conn: AsyncConnection, p: Principal, table: str, column: str,
+                  row_id: str, customer_id: str, value: Any) -> Any:
+    vault = node.db.vault
+    if vault is None:
+        return "(encrypted)" if is_token(value) else value
+    return await vault.reveal(conn, table, column, row_id, customer_id, value,
+                              readable_classes(p.role))
+
+
+async def _log_reads(node: Node, p: Principal, audit: list[dict[str, Any]]) -> None:
+    """Record plaintext reads of confidential fields (append-only, replicated)."""
+    if audit:
+        async with node.db.write(node.node_id, p.id) as uow:
+            await uow.insert_many("read_audit", audit)
+
+
+def _blind(node: Node, table: str, column: str, normalised: str) -> str:
+    vault = node.db.vault
+    if vault is None or vault.index_root is None:
+        raise ForbiddenError("this node holds no search key for confidential fields")
+    return vault.index(table, column, normalised)
 
 
 async def _check_refs(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -140,10 +191,12 @@ async def create_customers(node: Node, p: Principal,
         contacts = [{**_normalise(c), "customer_id": row["id"]}
                     for row, (_, _, cs) in zip(inserted, prepared, strict=True) for c in cs]
         added = await uow.insert_many("contacts", contacts) if contacts else []
+        shown = await _show(node, uow.conn, p, "customers", inserted)
+        shown_contacts = await _show(node, uow.conn, p, "contacts", added)
     by_customer: dict[str, list[dict[str, Any]]] = {}
-    for c in added:
+    for c in shown_contacts:
         by_customer.setdefault(c["customer_id"], []).append(c)
-    return [{**public(row), "contacts": by_customer.get(row["id"], [])} for row in inserted]
+    return [{**row, "contacts": by_customer.get(row["id"], [])} for row in shown]
 
 
 async def _visible(conn: AsyncConnection, p: Principal, customer_id: str) -> dict[str, Any]:
@@ -161,7 +214,12 @@ async def get_customer(node: Node, p: Principal, customer_id: str) -> dict[str, 
         row = await _visible(conn, p, customer_id)
         found = await conn.execute(select(contacts).where(contacts.c.customer_id == customer_id)
                                    .order_by(contacts.c.id))
-        return {**public(row), "contacts": [dict(c) for c in found.mappings()]}
+        audit: list[dict[str, Any]] = []
+        shown = (await _show(node, conn, p, "customers", [row], audit))[0]
+        shown["contacts"] = await _show(node, conn, p, "contacts",
+                                        [dict(c) for c in found.mappings()], audit)
+    await _log_reads(node, p, audit)
+    return shown
 
 
 async def update_customer(node: Node, p: Principal, customer_id: str,
@@ -180,7 +238,7 @@ async def update_customer(node: Node, p: Principal, customer_id: str,
             changes["custom"] = {k: v for k, v in merged.items() if v is not None}
         await _check_refs(uow.conn, changes)
         row = await uow.update("customers", customer_id, changes)
-    return public(row)
+        return (await _show(node, uow.conn, p, "customers", [row]))[0]
 
 
 def _cursor_encode(row_id: str) -> str:
@@ -218,6 +276,7 @@ async def list_customers(node: Node, p: Principal, filters: dict[str, Any], q: s
                          ) -> tuple[list[dict[str, Any]], str | None]:
     """Customers visible to `p`, newest first, filtered and searched."""
     query = select(customers).where(customer_scope(p))
+    exact: dict[str, str] = {}
     for key, value in filters.items():
         if value is None:
             continue
@@ -226,10 +285,11 @@ async def list_customers(node: Node, p: Principal, filters: dict[str, Any], q: s
             # the quoted element so `vip` does not find `vip2`.
             query = query.where(cast(customers.c.tags, Text).contains(
                 json.dumps(value, ensure_ascii=False), autoescape=True))
-        elif key == "mobile":
-            query = query.where(customers.c.mobile == normalize_mobile("mobile", value))
-        elif key == "id_number":
-            query = query.where(customers.c.id_number == validate_id_number("id_number", value))
+        elif key in ("mobile", "id_number"):
+            normalised = (normalize_mobile if key == "mobile" else validate_id_number)(key, value)
+            exact[key] = normalised
+            query = query.where(customers.c[f"{key}_bidx"] == _blind(node, "customers", key,
+                                                                     normalised))
         else:
             query = query.where(customers.c[key] == value)
     if q:
@@ -237,7 +297,20 @@ async def list_customers(node: Node, p: Principal, filters: dict[str, Any], q: s
         query = query.where(customers.c.search_keys.like(_like(term.lower()), escape="\\"))
     async with node.db.read() as conn:
         rows, next_cursor = await _page(conn, query, customers.c.id, cursor, limit)
-    return [public(r) for r in rows], next_cursor
+        if exact:
+            # A blind index names a few candidates; keep the ones that really match.
+            plain = [dict(r) for r in rows]
+            if node.db.vault is not None:
+                await node.db.vault.open_rows(conn, "customers",
+                                              [(r["id"], r) for r in plain],
+                                              frozenset(SENSITIVE["customers"].values()))
+            keep = {r["id"] for r in plain
+                    if all(r.get(k) == v for k, v in exact.items())}
+            rows = [r for r in rows if r["id"] in keep]
+        audit: list[dict[str, Any]] = []
+        shown = await _show(node, conn, p, "customers", rows, audit)
+    await _log_reads(node, p, audit)
+    return shown, next_cursor
 
 
 async def customer_history(node: Node, p: Principal, customer_id: str, cursor: str | None,
@@ -248,7 +321,13 @@ async def customer_history(node: Node, p: Principal, customer_id: str, cursor: s
         query = select(history, users.c.display_name.label("changed_by_name")).outerjoin(
             users, users.c.id == history.c.changed_by
         ).where(history.c.table_name == "customers", history.c.row_id == customer_id)
-        return await _page(conn, query, history.c.id, cursor, limit)
+        rows, next_cursor = await _page(conn, query, history.c.id, cursor, limit)
+        for r in rows:
+            if r["column_name"] in SENSITIVE["customers"]:
+                for key in ("old_value", "new_value"):
+                    r[key] = await _reveal(node, conn, p, "customers", r["column_name"],
+                                           customer_id, customer_id, r[key])
+        return rows, next_cursor
 
 
 async def list_contacts(node: Node, p: Principal, customer_id: str) -> list[dict[str, Any]]:
@@ -257,7 +336,11 @@ async def list_contacts(node: Node, p: Principal, customer_id: str) -> list[dict
         await _visible(conn, p, customer_id)
         found = await conn.execute(select(contacts).where(contacts.c.customer_id == customer_id)
                                    .order_by(contacts.c.id))
-        return [dict(c) for c in found.mappings()]
+        audit: list[dict[str, Any]] = []
+        shown = await _show(node, conn, p, "contacts", [dict(c) for c in found.mappings()],
+                            audit)
+    await _log_reads(node, p, audit)
+    return shown
 
 
 async def create_contact(node: Node, p: Principal, customer_id: str,
@@ -266,7 +349,8 @@ async def create_contact(node: Node, p: Principal, customer_id: str,
     require_editor(p)
     async with node.db.write(node.node_id, p.id) as uow:
         await _visible(uow.conn, p, customer_id)
-        return await _add_contact(uow, customer_id, values)
+        added = await _add_contact(uow, customer_id, values)
+        return (await _show(node, uow.conn, p, "contacts", [added]))[0]
 
 
 async def update_contact(node: Node, p: Principal, customer_id: str, contact_id: str,
@@ -279,4 +363,5 @@ async def update_contact(node: Node, p: Principal, customer_id: str, contact_id:
         current = await uow.get("contacts", contact_id)
         if current is None or current["customer_id"] != customer_id:
             raise NotFoundError("contact not found")
-        return await uow.update("contacts", contact_id, changes)
+        updated = await uow.update("contacts", contact_id, changes)
+        return (await _show(node, uow.conn, p, "contacts", [updated]))[0]

@@ -9,18 +9,26 @@ from typing import Any
 from sqlalchemy import select, update
 
 from branches import Enrolment, new_expiry, write_enrolment
-from crypto import NodeKey, SignatureError, request_message, verify
+from crypto import BoxKey, NodeKey, SignatureError, request_message, verify
 from schema import TABLES, new_id, nodes, utcnow
 from server.errors import AuthError, ForbiddenError, NodeError
+from server.keys import CLASSES, grants_for
 from server.node import Node
 from server.services import org
 
 
 async def add_branch(node: Node, *, code: str, name: str, out: Path, passphrase: str,
-                     url: str | None) -> dict[str, Any]:
-    """Register a branch node (and the branch, if new) and write its enrolment file."""
+                     url: str | None, classes: list[str] | None = None) -> dict[str, Any]:
+    """Register a branch node (and the branch, if new) and write its enrolment file,
+    with grants of the field-key `classes` its users need (default: confidential)."""
     if node.role != "hq":
         raise NodeError("only headquarters enrols branches")
+    classes = ["confidential"] if classes is None else classes
+    unknown = sorted(set(classes) - set(CLASSES))
+    if unknown:
+        raise NodeError(f"unknown key classes {unknown}; choose from {', '.join(CLASSES)}")
+    if node.db.vault is None:
+        raise NodeError("headquarters' field keys are not available (root key missing?)")
     branches = TABLES["branches"]
     async with node.db.read() as conn:
         found = (await conn.execute(select(branches).where(branches.c.code == code.upper()))
@@ -34,6 +42,8 @@ async def add_branch(node: Node, *, code: str, name: str, out: Path, passphrase:
         existing = await org.create_branch(node, None, {"code": code, "name": name,
                                                         "region": None, "address": None})
     key = NodeKey.generate()
+    box = BoxKey.generate()
+    grants = grants_for(node.db.vault, box.public_hex(), classes)
     node_id = new_id()
     async with node.db.admin() as conn:
         await conn.execute(nodes.insert(), [{
@@ -44,7 +54,8 @@ async def add_branch(node: Node, *, code: str, name: str, out: Path, passphrase:
     write_enrolment(out, Enrolment(
         node_id=node_id, node_key=key.private_hex(), branch_code=existing["code"],
         branch_name=name, hq_node_id=node.node_id, hq_public_key=node.key.public_hex(),
-        hq_url=url or node.settings.node.public_url, expires_at=new_expiry()), passphrase)
+        hq_url=url or node.settings.node.public_url, expires_at=new_expiry(),
+        box_key=box.private_hex(), grants=grants), passphrase)
     return {"node_id": node_id, "branch": existing["code"]}
 
 

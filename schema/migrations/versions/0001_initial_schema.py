@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 13:08:48.088689
+Create Date: 2026-11-26 (squashed before the first release)
 """
 
 from __future__ import annotations
@@ -91,10 +91,15 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("department", sa.String(length=64), nullable=True),
         sa.Column("title", sa.String(length=64), nullable=True),
-        sa.Column("mobile", sa.String(length=20), nullable=True),
-        sa.Column("phone", sa.String(length=30), nullable=True),
-        sa.Column("email", sa.String(length=254), nullable=True),
-        sa.Column("birthday", sa.Date(), nullable=True),
+        sa.Column("mobile", sa.Text(), nullable=True),
+        sa.Column("mobile_mask", sa.String(length=64), nullable=True),
+        sa.Column("mobile_bidx", sa.String(length=8), nullable=True),
+        sa.Column("phone", sa.Text(), nullable=True),
+        sa.Column("phone_mask", sa.String(length=64), nullable=True),
+        sa.Column("email", sa.Text(), nullable=True),
+        sa.Column("email_mask", sa.String(length=64), nullable=True),
+        sa.Column("birthday", sa.Text(), nullable=True),
+        sa.Column("birthday_mask", sa.String(length=64), nullable=True),
         sa.Column("is_primary", sa.Boolean(), nullable=False),
         sa.Column("notes", sa.String(length=2000), nullable=True),
         sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
@@ -103,7 +108,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_contacts_customer_id"), ["customer_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_contacts_mobile"), ["mobile"], unique=False)
+        batch_op.create_index(batch_op.f("ix_contacts_mobile_bidx"), ["mobile_bidx"], unique=False)
 
     op.create_table(
         "custom_field_defs",
@@ -129,16 +134,28 @@ def upgrade() -> None:
         sa.Column("supervising_unit", sa.String(length=200), nullable=True),
         sa.Column("industry", sa.String(length=100), nullable=True),
         sa.Column("size", sa.String(length=50), nullable=True),
-        sa.Column("address", sa.String(length=500), nullable=True),
-        sa.Column("mobile", sa.String(length=20), nullable=True),
-        sa.Column("phone", sa.String(length=30), nullable=True),
-        sa.Column("email", sa.String(length=254), nullable=True),
+        sa.Column("address", sa.Text(), nullable=True),
+        sa.Column("address_mask", sa.String(length=64), nullable=True),
+        sa.Column("mobile", sa.Text(), nullable=True),
+        sa.Column("mobile_mask", sa.String(length=64), nullable=True),
+        sa.Column("mobile_bidx", sa.String(length=8), nullable=True),
+        sa.Column("phone", sa.Text(), nullable=True),
+        sa.Column("phone_mask", sa.String(length=64), nullable=True),
+        sa.Column("email", sa.Text(), nullable=True),
+        sa.Column("email_mask", sa.String(length=64), nullable=True),
         sa.Column("website", sa.String(length=300), nullable=True),
-        sa.Column("id_number", sa.String(length=18), nullable=True),
-        sa.Column("org_code", sa.String(length=18), nullable=True),
-        sa.Column("bank_account", sa.String(length=40), nullable=True),
-        sa.Column("birthday", sa.Date(), nullable=True),
-        sa.Column("credit_status", sa.String(length=50), nullable=True),
+        sa.Column("id_number", sa.Text(), nullable=True),
+        sa.Column("id_number_mask", sa.String(length=64), nullable=True),
+        sa.Column("id_number_bidx", sa.String(length=8), nullable=True),
+        sa.Column("org_code", sa.Text(), nullable=True),
+        sa.Column("org_code_mask", sa.String(length=64), nullable=True),
+        sa.Column("org_code_bidx", sa.String(length=8), nullable=True),
+        sa.Column("bank_account", sa.Text(), nullable=True),
+        sa.Column("bank_account_mask", sa.String(length=64), nullable=True),
+        sa.Column("birthday", sa.Text(), nullable=True),
+        sa.Column("birthday_mask", sa.String(length=64), nullable=True),
+        sa.Column("credit_status", sa.Text(), nullable=True),
+        sa.Column("credit_status_mask", sa.String(length=64), nullable=True),
         sa.Column("source", sa.String(length=20), nullable=False),
         sa.Column("intention", sa.Boolean(), nullable=False),
         sa.Column("agency", sa.Boolean(), nullable=False),
@@ -168,13 +185,29 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_customers_customer_class"), ["customer_class"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_customers_id_number"), ["id_number"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_customers_id_number_bidx"), ["id_number_bidx"], unique=False
+        )
         batch_op.create_index(
             batch_op.f("ix_customers_lifecycle_stage"), ["lifecycle_stage"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_customers_mobile"), ["mobile"], unique=False)
-        batch_op.create_index(batch_op.f("ix_customers_org_code"), ["org_code"], unique=False)
+        batch_op.create_index(batch_op.f("ix_customers_mobile_bidx"), ["mobile_bidx"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_customers_org_code_bidx"), ["org_code_bidx"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_customers_owner_id"), ["owner_id"], unique=False)
+
+    op.create_table(
+        "data_keys",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("cls", sa.String(length=16), nullable=False),
+        sa.Column("key_version", sa.Integer(), nullable=False),
+        sa.Column("wrapped", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_data_keys")),
+    )
+    with op.batch_alter_table("data_keys", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_data_keys_customer_id"), ["customer_id"], unique=False)
 
     op.create_table(
         "departments",
@@ -185,6 +218,24 @@ def upgrade() -> None:
         sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_departments")),
     )
+    op.create_table(
+        "destruction_records",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=False),
+        sa.Column("reviewed_by", sa.String(length=36), nullable=False),
+        sa.Column("approved_by", sa.String(length=36), nullable=False),
+        sa.Column("erased_by", sa.String(length=36), nullable=True),
+        sa.Column("node_id", sa.String(length=36), nullable=False),
+        sa.Column("erased_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("fields", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_destruction_records")),
+    )
+    with op.batch_alter_table("destruction_records", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_destruction_records_customer_id"), ["customer_id"], unique=False
+        )
+
     op.create_table(
         "field_history",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -231,6 +282,24 @@ def upgrade() -> None:
         sa.Column("revoked_reason", sa.String(length=300), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_nodes")),
     )
+    op.create_table(
+        "read_audit",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("table_name", sa.String(length=32), nullable=False),
+        sa.Column("row_id", sa.String(length=36), nullable=False),
+        sa.Column("fields", sa.JSON(), nullable=False),
+        sa.Column("user_id", sa.String(length=36), nullable=False),
+        sa.Column("node_id", sa.String(length=36), nullable=False),
+        sa.Column("read_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_read_audit")),
+    )
+    with op.batch_alter_table("read_audit", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_read_audit_customer_id"), ["customer_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_read_audit_user_id"), ["user_id"], unique=False)
+
     op.create_table(
         "regions",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -303,8 +372,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tbl", "row_id", name=op.f("pk_sync_rows")),
     )
     with op.batch_alter_table("sync_rows", schema=None) as batch_op:
-        batch_op.create_index("ix_sync_rows_order", ["seq", "ord", "tbl", "row_id"],
-                              unique=False)
+        batch_op.create_index("ix_sync_rows_order", ["seq", "ord", "tbl", "row_id"], unique=False)
 
     op.create_table(
         "sync_tallies",
@@ -349,6 +417,11 @@ def downgrade() -> None:
     op.drop_table("sync_members")
     op.drop_table("sync_cells")
     op.drop_table("regions")
+    with op.batch_alter_table("read_audit", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_read_audit_user_id"))
+        batch_op.drop_index(batch_op.f("ix_read_audit_customer_id"))
+
+    op.drop_table("read_audit")
     op.drop_table("nodes")
     op.drop_table("node_meta")
     op.drop_table("node_counters")
@@ -357,20 +430,28 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_field_history_customer_id"))
 
     op.drop_table("field_history")
+    with op.batch_alter_table("destruction_records", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_destruction_records_customer_id"))
+
+    op.drop_table("destruction_records")
     op.drop_table("departments")
+    with op.batch_alter_table("data_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_data_keys_customer_id"))
+
+    op.drop_table("data_keys")
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_customers_owner_id"))
-        batch_op.drop_index(batch_op.f("ix_customers_org_code"))
-        batch_op.drop_index(batch_op.f("ix_customers_mobile"))
+        batch_op.drop_index(batch_op.f("ix_customers_org_code_bidx"))
+        batch_op.drop_index(batch_op.f("ix_customers_mobile_bidx"))
         batch_op.drop_index(batch_op.f("ix_customers_lifecycle_stage"))
-        batch_op.drop_index(batch_op.f("ix_customers_id_number"))
+        batch_op.drop_index(batch_op.f("ix_customers_id_number_bidx"))
         batch_op.drop_index(batch_op.f("ix_customers_customer_class"))
         batch_op.drop_index(batch_op.f("ix_customers_branch"))
 
     op.drop_table("customers")
     op.drop_table("custom_field_defs")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_contacts_mobile"))
+        batch_op.drop_index(batch_op.f("ix_contacts_mobile_bidx"))
         batch_op.drop_index(batch_op.f("ix_contacts_customer_id"))
 
     op.drop_table("contacts")
