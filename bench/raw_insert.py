@@ -95,14 +95,16 @@ def cipher_version() -> str:
 
 
 def run(n: int, *, seed: int = 20240601, indexes: bool = False,
-        directory: str | None = None) -> dict[str, Any]:
-    """Insert n customers and 2n contacts into a new encrypted file; return the rates."""
+        directory: str | None = None, encrypted: bool = True) -> dict[str, Any]:
+    """Insert n customers and 2n contacts into a new encrypted file (or, with
+    `encrypted=False`, a plain SQLite file: the SQLCipher overhead); return the rates."""
     with tempfile.TemporaryDirectory(prefix="bench-raw-", dir=directory) as tmp:
         path = Path(tmp) / "raw.db"
         conn = sqlcipher3.connect(str(path), isolation_level=None)
         try:
             for pragma in PRAGMAS:
-                conn.execute(pragma.format(key=os.urandom(32).hex()))
+                if encrypted or "PRAGMA key" not in pragma:
+                    conn.execute(pragma.format(key=os.urandom(32).hex()))
             for stmt in (_ddl("customers", CUSTOMER_COLUMNS, indexes)
                          + _ddl("contacts", CONTACT_COLUMNS, indexes)):
                 conn.execute(stmt)
