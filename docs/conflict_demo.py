@@ -234,7 +234,7 @@ def scoped(rows: dict[str, dict[str, Any]], branch: str) -> dict[str, dict[str, 
     out = {}
     for key, row in rows.items():
         tbl = key.split("/", 1)[0]
-        if tbl in ("customers", "users") and row["branch"] != branch:
+        if tbl in ("customers", "users", "key_grants") and row["branch"] != branch:
             continue
         if "customer_id" in row and tbl != "customers" and owners.get(
                 row["customer_id"] or "") != branch:

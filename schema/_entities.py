@@ -222,6 +222,7 @@ DATA_KEYS = Entity("data_keys", (
     Field(Column("cls", String(16), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("key_version", Integer, nullable=False), history=False, conflicts=False),
     Field(Column("wrapped", Text, nullable=False), history=False, conflicts=False),
+    *_stamps(),
 ))
 """A customer's data key for one class, wrapped by a class key version (crypto/_fields.py).
 Its id derives from customer and class, so every node names it alike; rewrapping
@@ -242,6 +243,17 @@ DESTRUCTIONS = Entity("destruction_records", (
 """Destruction record (domain.md §9): who reviewed (department head), who approved
 (general manager), who erased which fields of which customer, when, where."""
 
+KEY_GRANTS = Entity("key_grants", (
+    _id(),
+    Field(Column("node_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
+    Field(Column("branch", String(16), index=True), merge=Merge.IMMUTABLE),
+    Field(Column("label", String(64), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("wrapped", Text, nullable=False), merge=Merge.IMMUTABLE),
+))
+"""A field key (`class:<class>:<version>` or `index`) wrapped to one node's X25519 key.
+HQ writes them; each branch receives its own (and those of its devices). New key
+versions reach nodes this way; deleting a grant (rotation, revocation) retires it."""
+
 READ_AUDIT = Entity("read_audit", (
     _id(),
     Field(Column("customer_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
@@ -259,7 +271,7 @@ ENTITIES: dict[str, Entity] = {
     e.table: e
     for e in (REGIONS, BRANCHES, DEPARTMENTS, USERS, CUSTOMERS, CONTACTS, CUSTOM_FIELDS,
               FIELD_HISTORY, CONFLICTS, CHANGE_REQUESTS, DATA_KEYS, DESTRUCTIONS,
-              READ_AUDIT)
+              READ_AUDIT, KEY_GRANTS)
 }
 """Every replicated entity by table name."""
 

@@ -12,12 +12,12 @@ from schema._tables import TABLES
 
 REFERENCE = frozenset({"regions", "branches", "departments", "custom_field_defs"})
 """Published by HQ to every branch."""
-BY_BRANCH = frozenset({"customers", "users"})
+BY_BRANCH = frozenset({"customers", "users", "key_grants"})
 """Rows that carry their branch themselves."""
 CHILDREN = frozenset({"contacts", "field_history", "conflicts", "change_requests",
                       "data_keys", "destruction_records", "read_audit"})
 """Rows that belong to a customer (`customer_id`) and follow it."""
-HQ_ONLY_WRITES = REFERENCE | {"users"}
+HQ_ONLY_WRITES = REFERENCE | {"users", "key_grants"}
 """Tables only headquarters may change."""
 
 

@@ -156,6 +156,7 @@ nodes = Table(
     Column("name", String(100), nullable=False),
     Column("branch", String(16)),
     Column("public_key", String(64), nullable=False),
+    Column("box_public_key", String(64)),
     Column("url", String(300)),
     Column("enrolled_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime()),

@@ -10,7 +10,7 @@ key version; a node without that class key stores and relays them without readin
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,14 @@ class Vault:
     class_keys: dict[str, dict[int, bytes]] = field(default_factory=dict)
     current: dict[str, int] = field(default_factory=dict)
     index_root: bytes | None = None
+    reloader: Callable[[], Awaitable[Vault | None]] | None = field(default=None, repr=False)
+    """Reads the node's keys again: a data key wrapped by a version this process has not
+    loaded yet (rotated by `keys rotate`, or granted by a sync) triggers it once."""
+
+    def adopt(self, other: Vault) -> None:
+        """Take over the keys of a freshly loaded vault, in place."""
+        self.class_keys, self.current, self.index_root = (
+            other.class_keys, other.current, other.index_root)
 
     def holds(self, cls: str) -> bool:
         """Whether this node can read and write values of `cls`."""
@@ -73,13 +81,21 @@ class Vault:
         missing = sorted(wanted)
         t = TABLES["data_keys"]
         ids = [data_key_id(c, cls) for c, cls in missing]
+        rows: list[Any] = []
         for i in range(0, len(ids), 500):
-            for r in await conn.execute(select(t).where(t.c.id.in_(ids[i:i + 500]))):
-                key = self.class_keys.get(r.cls, {}).get(r.key_version)
-                if key is None:
-                    continue
-                deks[(r.customer_id, r.cls)] = unwrap_data_key(
-                    key, r.wrapped, customer_id=r.customer_id, cls=r.cls, version=r.key_version)
+            rows += (await conn.execute(select(t).where(t.c.id.in_(ids[i:i + 500])))).all()
+        if self.reloader is not None and any(
+                r.cls in self.class_keys and r.key_version not in self.class_keys[r.cls]
+                for r in rows):
+            fresh = await self.reloader()
+            if fresh is not None:
+                self.adopt(fresh)
+        for r in rows:
+            key = self.class_keys.get(r.cls, {}).get(r.key_version)
+            if key is None:
+                continue
+            deks[(r.customer_id, r.cls)] = unwrap_data_key(
+                key, r.wrapped, customer_id=r.customer_id, cls=r.cls, version=r.key_version)
         return deks
 
     def _new_dek(self, deks: dict[tuple[str, str], bytes], customer_id: str, cls: str

@@ -338,6 +338,34 @@ def customer_erase(data_dir: Path, customer_id: str, reviewed_by: str, approved_
 
 
 @main.group(cls=Group)
+def keys() -> None:
+    """Field-encryption keys (see crypto/THREATS.md)."""
+
+
+@keys.command("rotate")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="HQ's data directory.")
+@click.option("--class", "cls", required=True,
+              type=click.Choice(["confidential", "secret", "credit"]),
+              help="Which class key gets a new version.")
+def keys_rotate(data_dir: Path, cls: str) -> None:
+    """Add a version of a class key: new writes use it, every data key of the class is
+    rewrapped, nodes holding the class get the new version with their next sync, and
+    the old versions are destroyed."""
+    from server.keys import rotate
+
+    async def go(node: Any) -> dict[str, Any]:
+        if node.role != "hq" or node.settings.root_key is None:
+            raise NodeError("keys are rotated at headquarters, with its root key")
+        return await rotate(node.db, hq_node_id=node.node_id, root_key=node.settings.root_key,
+                            cls=cls)
+
+    result = run(_with_node(data_dir, go))
+    click.echo(f"{cls} key now at version {result['version']}: {result['rewrapped']} data "
+               f"keys rewrapped, {result['nodes_granted']} nodes granted, versions "
+               f"{result['retired']} destroyed")
+
+
+@main.group(cls=Group)
 def node() -> None:
     """Nodes headquarters trusts."""
 

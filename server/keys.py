@@ -12,13 +12,26 @@ Either way the keys are unwrapped into a `Vault` only in memory, when the node o
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
+from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
-from crypto import BoxKey, FieldCryptoError, new_key, unwrap_local, wrap_local, wrap_to
-from schema import Database, Vault, node_meta
+from crypto import (
+    BoxKey,
+    FieldCryptoError,
+    new_key,
+    unwrap_data_key,
+    unwrap_local,
+    wrap_data_key,
+    wrap_local,
+    wrap_to,
+)
+from schema import TABLES, Database, Vault, node_meta, nodes
 from server.errors import NodeError
+
+GRANT_NS = uuid.UUID("9d3f1a52-2c1e-4b8e-9a41-5f7c0b6e8d23")
 
 CLASSES = ("confidential", "secret", "credit")
 """Key classes: the two sensitivity classes, and credit status (finance reads it)."""
@@ -56,10 +69,14 @@ def _parse(label: str) -> tuple[str, int] | None:
     return None
 
 
-def load_vault(meta: Mapping[str, str], *, role: str, root_key: bytes | None) -> Vault | None:
+def load_vault(meta: Mapping[str, str], *, role: str, root_key: bytes | None,
+               grants: Mapping[str, str] | None = None) -> Vault | None:
     """The node's field keys, unwrapped in memory; None if it holds none (a node without
-    keys still stores and relays ciphertext, and shows masks)."""
+    keys still stores and relays ciphertext, and shows masks). At a branch, replicated
+    `grants` (label → wrapped), once any arrived, replace those of the enrolment file."""
     wrapped = {k[len("fkey:"):]: v for k, v in meta.items() if k.startswith("fkey:")}
+    if role != "hq" and grants:
+        wrapped = dict(grants)
     if not wrapped:
         return None
     if role == "hq":
@@ -108,3 +125,118 @@ def grants_for(vault: Vault, box_public_hex: str, classes: Iterable[str]) -> dic
     if vault.index_root is not None:
         out[INDEX] = wrap_to(box_public_hex, vault.index_root, label=INDEX)
     return out
+
+
+def grant_id(node_id: str, label: str) -> str:
+    """The id of a grant row (the same wherever it is made)."""
+    return str(uuid.uuid5(GRANT_NS, f"{node_id}|{label}"))
+
+
+async def own_grants(db: Database, node_id: str) -> dict[str, str]:
+    """The replicated grants addressed to this node (label → wrapped)."""
+    t = TABLES["key_grants"]
+    async with db.read() as conn:
+        rows = await conn.execute(select(t.c.label, t.c.wrapped).where(t.c.node_id == node_id))
+        return {r.label: r.wrapped for r in rows}
+
+
+async def refresh_vault(db: Database, *, node_id: str, role: str,
+                        root_key: bytes | None) -> None:
+    """Reload the node's field keys (after a sync brought new or retired grants)."""
+    async with db.read() as conn:
+        meta = dict((await conn.execute(select(node_meta.c.key, node_meta.c.value))).all())
+    grants = await own_grants(db, node_id) if role != "hq" else None
+    fresh = load_vault(meta, role=role, root_key=root_key, grants=grants)
+    if fresh is not None and db.vault is not None:
+        db.vault.adopt(fresh)  # in place: requests already holding it see the new keys
+        return
+    db.vault = fresh
+    if fresh is not None:
+        async def reload() -> Vault | None:
+            async with db.read() as conn:
+                meta = dict((await conn.execute(
+                    select(node_meta.c.key, node_meta.c.value))).all())
+            grants = await own_grants(db, node_id) if role != "hq" else None
+            return load_vault(meta, role=role, root_key=root_key, grants=grants)
+
+        fresh.reloader = reload
+
+
+async def record_grants(db: Database, hq_node_id: str, node_id: str, branch: str | None,
+                        grants: Mapping[str, str]) -> None:
+    """Replicate grants to a node (HQ): it receives them with its next sync."""
+    async with db.write(hq_node_id, None) as uow:
+        for label, wrapped in grants.items():
+            await uow.insert("key_grants", {"id": grant_id(node_id, label), "node_id": node_id,
+                                            "branch": branch, "label": label,
+                                            "wrapped": wrapped})
+
+
+async def revoke_grants(db: Database, hq_node_id: str, node_id: str) -> int:
+    """Revoke every grant of a node: no key version reaches it any more."""
+    t = TABLES["key_grants"]
+    async with db.write(hq_node_id, None) as uow:
+        ids = [r.id for r in await uow.conn.execute(select(t.c.id).where(t.c.node_id == node_id))]
+        for gid in ids:
+            await uow.delete("key_grants", gid)
+    return len(ids)
+
+
+async def rotate(db: Database, *, hq_node_id: str, root_key: bytes, cls: str) -> dict[str, Any]:
+    """Add a version of a class key; new writes use it at once. Every node holding the
+    class gets a grant of it; every data key of the class is rewrapped (the values are
+    untouched); then the older versions are destroyed at HQ and their grants deleted,
+    so a copy of an old wrapped data key (a backup, an old bundle) no longer opens."""
+    vault = db.vault
+    if cls not in CLASSES or vault is None or cls not in vault.class_keys:
+        raise NodeError(f"no {cls} key to rotate (classes: {', '.join(CLASSES)})")
+    old = dict(vault.class_keys[cls])
+    version = max(old) + 1
+    key = new_key()
+    label = _label(cls, version)
+    async with db.admin() as conn:
+        await conn.execute(node_meta.insert(), [
+            {"key": f"fkey:{label}", "value": wrap_local(root_key, key, label=label)}])
+        await conn.execute(delete(node_meta).where(node_meta.c.key == f"fkey-current:{cls}"))
+        await conn.execute(node_meta.insert(), [{"key": f"fkey-current:{cls}",
+                                                 "value": str(version)}])
+    vault.class_keys[cls][version] = key
+    vault.current[cls] = version
+    grants, t = TABLES["key_grants"], TABLES["data_keys"]
+    async with db.read() as conn:
+        holders = (await conn.execute(
+            select(grants.c.node_id, grants.c.branch, nodes.c.box_public_key)
+            .join(nodes, nodes.c.id == grants.c.node_id)
+            .where(grants.c.label.like(f"class:{cls}:%"), nodes.c.revoked_at.is_(None),
+                   nodes.c.box_public_key.is_not(None)).distinct())).all()
+    for holder in holders:
+        await record_grants(db, hq_node_id, holder.node_id, holder.branch,
+                            {label: wrap_to(holder.box_public_key, key, label=label)})
+    rewrapped = 0
+    while True:
+        async with db.write(hq_node_id, None) as uow:
+            batch = (await uow.conn.execute(select(t).where(
+                t.c.cls == cls, t.c.key_version < version).limit(500))).all()
+            for r in batch:
+                dek = unwrap_data_key(old[r.key_version], r.wrapped, customer_id=r.customer_id,
+                                      cls=cls, version=r.key_version)
+                await uow.update("data_keys", r.id, {
+                    "key_version": version,
+                    "wrapped": wrap_data_key(key, dek, customer_id=r.customer_id, cls=cls,
+                                             version=version)})
+        rewrapped += len(batch)
+        if len(batch) < 500:
+            break
+    # Retire the old versions: at HQ, and every grant of them.
+    async with db.admin() as conn:
+        await conn.execute(delete(node_meta).where(node_meta.c.key.in_(
+            [f"fkey:{_label(cls, v)}" for v in old])))
+    async with db.write(hq_node_id, None) as uow:
+        stale = [r.id for r in await uow.conn.execute(select(grants.c.id).where(
+            grants.c.label.in_([_label(cls, v) for v in old])))]
+        for gid in stale:
+            await uow.delete("key_grants", gid)
+    for v in old:
+        del vault.class_keys[cls][v]
+    return {"class": cls, "version": version, "rewrapped": rewrapped,
+            "nodes_granted": len(holders), "retired": sorted(old)}

@@ -43,7 +43,7 @@ from server.config import (
     write_config,
 )
 from server.errors import NodeError
-from server.keys import create_hq_keys, load_vault, store_grants
+from server.keys import create_hq_keys, load_vault, refresh_vault, store_grants
 
 VERSION = "0.1.0"
 
@@ -113,7 +113,8 @@ async def open_node(settings: Settings) -> Node:
         raise NodeError("the database belongs to another node than node.json says")
     db.hq_authority = settings.node.role == "hq"
     try:
-        db.vault = load_vault(meta, role=settings.node.role, root_key=settings.root_key)
+        await refresh_vault(db, node_id=settings.node.node_id, role=settings.node.role,
+                            root_key=settings.root_key)
     except BaseException:
         await db.dispose()
         raise

@@ -388,3 +388,21 @@ def test_init_hq_on_unreachable_postgresql(tmp_path: Path) -> None:
             env={"BRANCHLINE_ADMIN_PASSWORD": ADMIN_PASSWORD})
     assert_one_line_error(r, "cannot connect")
     assert not data.exists() and not key.exists()
+
+
+def test_field_key_commands_refuse_cleanly_and_rotate(tmp_path: Path,
+                                                      hq: tuple[Path, Path]) -> None:
+    data, _ = hq
+    assert (data.parent / "keys" / "hq.root.key").is_file()
+    assert mode(data.parent / "keys" / "hq.root.key") == 0o600
+    r = cli(tmp_path, "customer", "erase", "--data", str(data),
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "--reviewed-by", "nobody",
+            "--approved-by", "admin", "--reason", "期满")
+    assert r.code == 1 and "Traceback" not in r.both
+    assert "'nobody' is not an active dept_manager" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+    r = cli(tmp_path, "keys", "rotate", "--data", str(data), "--class", "secret")
+    assert r.code == 0, r
+    assert "secret key now at version 2" in r.out and "[1] destroyed" in r.out
+    r = cli(tmp_path, "keys", "rotate", "--data", str(data), "--class", "bogus")
+    assert r.code == 2 and "Traceback" not in r.both

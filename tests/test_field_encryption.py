@@ -232,3 +232,52 @@ async def test_every_plaintext_read_is_audited_and_masks_are_not(
     assert {"mobile", "id_number", "credit_status"} <= set(customer_reads[0]["fields"])
     assert all(r["customer_id"] == c["id"] and r["node_id"] == node.node_id for r in rows)
     assert any(r["table_name"] == "contacts" and r["fields"] == ["mobile"] for r in rows)
+
+
+async def test_rotation_rewraps_grants_the_branch_and_destroys_old_versions(
+        tmp_path: Any, node: Node, client: Client, clerk: dict[str, str]) -> None:
+    from schema import node_meta
+    from server.keys import rotate
+    from server.services.customers import get_customer
+    from server.services.nodes import revoke
+    from tests.test_sync_http import _branch, _sync
+
+    branch, up = await _branch(tmp_path, node, "S041")
+    try:
+        c = await _customer(client, clerk, branch="S041")
+        await _sync(branch, up, client)
+        root = node.settings.root_key
+        assert root is not None
+        result = await rotate(node.db, hq_node_id=node.node_id, root_key=root,
+                              cls="confidential")
+        assert result["version"] == 2 and result["rewrapped"] >= 1
+        assert result["nodes_granted"] == 1 and result["retired"] == [1]
+        # New writes at HQ use version 2; old data stays readable.
+        r = await client.get(f"/api/v1/customers/{c['id']}", headers=clerk)
+        assert r.json()["mobile"] == f"+86{MOBILE}"
+        async with node.db.read() as conn:
+            versions = {r.key_version for r in await conn.execute(
+                select(TABLES["data_keys"]).where(TABLES["data_keys"].c.cls == "confidential"))}
+            meta = {r.key for r in await conn.execute(select(node_meta.c.key))}
+        assert versions == {2}
+        assert "fkey:class:confidential:2" in meta and "fkey:class:confidential:1" not in meta
+        # The branch gets version 2 and loses version 1 with its next sync, and reads on.
+        from server.services.upstream import refresh_vault
+
+        await _sync(branch, up, client)
+        await refresh_vault(branch.db, node_id=branch.node_id, role="branch", root_key=None)
+        assert branch.db.vault is not None
+        assert set(branch.db.vault.class_keys["confidential"]) == {2}
+        from schema import utcnow
+        from server.services.principal import Principal
+
+        rep = Principal(id="x", username="x", display_name="x", role="general_manager",
+                        branch="S041", department=None, token_version=0, created_at=utcnow())
+        assert (await get_customer(branch, rep, c["id"]))["mobile"] == f"+86{MOBILE}"
+        # A revoked node gets no further versions.
+        await revoke(node, node_id=branch.node_id, branch=None, reason="stolen")
+        again = await rotate(node.db, hq_node_id=node.node_id, root_key=root,
+                             cls="confidential")
+        assert again["nodes_granted"] == 0
+    finally:
+        await branch.close()

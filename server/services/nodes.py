@@ -12,7 +12,7 @@ from branches import Enrolment, new_expiry, write_enrolment
 from crypto import BoxKey, NodeKey, SignatureError, request_message, verify
 from schema import TABLES, new_id, nodes, utcnow
 from server.errors import AuthError, ForbiddenError, NodeError
-from server.keys import CLASSES, grants_for
+from server.keys import CLASSES, grants_for, record_grants, revoke_grants
 from server.node import Node
 from server.services import org
 
@@ -48,9 +48,12 @@ async def add_branch(node: Node, *, code: str, name: str, out: Path, passphrase:
     async with node.db.admin() as conn:
         await conn.execute(nodes.insert(), [{
             "id": node_id, "kind": "branch", "name": name, "branch": existing["code"],
-            "public_key": key.public_hex(), "url": None, "enrolled_at": utcnow()}])
+            "public_key": key.public_hex(), "box_public_key": box.public_hex(), "url": None,
+            "enrolled_at": utcnow()}])
     async with node.db.write(node.node_id, None) as uow:
         await uow.update("branches", existing["id"], {"node_id": node_id})
+    # The same grants replicate to the branch, so later key versions can follow them.
+    await record_grants(node.db, node.node_id, node_id, existing["code"], grants)
     write_enrolment(out, Enrolment(
         node_id=node_id, node_key=key.private_hex(), branch_code=existing["code"],
         branch_name=name, hq_node_id=node.node_id, hq_public_key=node.key.public_hex(),
@@ -75,6 +78,7 @@ async def revoke(node: Node, *, node_id: str | None, branch: str | None, reason:
             raise NodeError("no such active node")
         await conn.execute(update(nodes).where(nodes.c.id == row.id).values(
             revoked_at=utcnow(), revoked_reason=reason))
+    await revoke_grants(node.db, node.node_id, str(row.id))  # no new key reaches it
     return str(row.id)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from branches import SyncReport, Upstream, run_forever, sync_once
 from schema import nodes, peer_state, pending_since, quarantine_count
 from server.errors import NodeError
+from server.keys import refresh_vault
 from server.node import Node
 from server.services.conflicts import conflicts
 
@@ -29,9 +30,12 @@ async def upstream(node: Node) -> Upstream:
 
 
 async def sync_now(node: Node) -> SyncReport:
-    """Push and pull once."""
-    return await sync_once(node.db, await upstream(node), max_skew_ms=node.settings.max_skew_ms,
-                           page_rows=node.settings.sync_page_rows)
+    """Push and pull once; then take up field keys the pull granted or retired."""
+    report = await sync_once(node.db, await upstream(node),
+                             max_skew_ms=node.settings.max_skew_ms,
+                             page_rows=node.settings.sync_page_rows)
+    await refresh_vault(node.db, node_id=node.node_id, role=node.role, root_key=None)
+    return report
 
 
 def start_background_sync(node: Node) -> asyncio.Task[None] | None:

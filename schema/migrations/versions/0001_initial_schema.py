@@ -204,6 +204,8 @@ def upgrade() -> None:
         sa.Column("cls", sa.String(length=16), nullable=False),
         sa.Column("key_version", sa.Integer(), nullable=False),
         sa.Column("wrapped", sa.Text(), nullable=False),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_data_keys")),
     )
     with op.batch_alter_table("data_keys", schema=None) as batch_op:
@@ -258,6 +260,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_field_history_row_id"), ["row_id"], unique=False)
 
     op.create_table(
+        "key_grants",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("node_id", sa.String(length=36), nullable=False),
+        sa.Column("branch", sa.String(length=16), nullable=True),
+        sa.Column("label", sa.String(length=64), nullable=False),
+        sa.Column("wrapped", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_key_grants")),
+    )
+    with op.batch_alter_table("key_grants", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_key_grants_branch"), ["branch"], unique=False)
+        batch_op.create_index(batch_op.f("ix_key_grants_node_id"), ["node_id"], unique=False)
+
+    op.create_table(
         "node_counters",
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
@@ -276,6 +291,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("branch", sa.String(length=16), nullable=True),
         sa.Column("public_key", sa.String(length=64), nullable=False),
+        sa.Column("box_public_key", sa.String(length=64), nullable=True),
         sa.Column("url", sa.String(length=300), nullable=True),
         sa.Column("enrolled_at", schema._types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", schema._types.UtcDateTime(timezone=True), nullable=True),
@@ -425,6 +441,11 @@ def downgrade() -> None:
     op.drop_table("nodes")
     op.drop_table("node_meta")
     op.drop_table("node_counters")
+    with op.batch_alter_table("key_grants", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_key_grants_node_id"))
+        batch_op.drop_index(batch_op.f("ix_key_grants_branch"))
+
+    op.drop_table("key_grants")
     with op.batch_alter_table("field_history", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_field_history_row_id"))
         batch_op.drop_index(batch_op.f("ix_field_history_customer_id"))
