@@ -281,3 +281,21 @@ async def test_rotation_rewraps_grants_the_branch_and_destroys_old_versions(
         assert again["nodes_granted"] == 0
     finally:
         await branch.close()
+
+
+async def test_erasure_over_http_needs_a_general_manager_and_a_reviewer(
+        client: Client, node: Node, clerk: dict[str, str]) -> None:
+    c = await _customer(client, clerk)
+    await add_user(node, "dm2", "dept_manager")
+    gm = await _as(client, node, "general_manager")
+    body = {"reviewed_by": "dm2", "reason": "保管期满"}
+    r = await client.post(f"/api/v1/customers/{c['id']}/erase", headers=clerk, json=body)
+    assert r.status_code == 403
+    r = await client.post(f"/api/v1/customers/{c['id']}/erase", headers=gm,
+                          json={"reviewed_by": "u_general_manager", "reason": "x"})
+    assert r.status_code == 422 and "reviewed_by" in r.text
+    r = await client.post(f"/api/v1/customers/{c['id']}/erase", headers=gm, json=body)
+    assert r.status_code == 200, r.text
+    assert "id_number" in r.json()["fields"]
+    r = await client.get(f"/api/v1/customers/{c['id']}", headers=clerk)
+    assert r.json()["mobile"] is None and r.json()["id_number"] is None

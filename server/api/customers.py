@@ -18,14 +18,18 @@ from server.api.types import (
     CustomerOut,
     CustomerPage,
     CustomerPatch,
+    DestructionRecord,
+    ErasureRequest,
     HistoryEntry,
     HistoryPage,
     changes,
     to_out,
     values,
 )
+from server.errors import ForbiddenError
 from server.node import Node
 from server.services import customers as service
+from server.services import erasure
 from server.services.principal import Principal
 
 NodeDep = NamedDependency[Node]
@@ -143,6 +147,23 @@ class CustomerController(Controller):
         """The customer's contact persons."""
         rows = await service.list_contacts(node, request.user, str(customer_id))
         return ContactList(items=[to_out(r, ContactOut) for r in rows])
+
+    @post("/{customer_id:uuid}/erase", status_code=200)
+    async def erase(
+        self,
+        request: Req,
+        node: NodeDep,
+        customer_id: FromPath[UUID],
+        data: JSONBody[ErasureRequest],
+    ) -> DestructionRecord:
+        """Erase the customer's personal data (crypto-shredding, domain.md §9): only a
+        general manager at HQ approves it, after a department head's review."""
+        if request.user.role not in erasure.APPROVERS:
+            raise ForbiddenError("only a general manager approves destroying an archive")
+        record = await erasure.erase_customer(
+            node, str(customer_id), reviewed_by=data.reviewed_by,
+            approved_by=request.user.username, reason=data.reason, actor_id=request.user.id)
+        return to_out(record, DestructionRecord)
 
     @post("/{customer_id:uuid}/contacts")
     async def add_contact(

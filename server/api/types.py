@@ -358,3 +358,23 @@ def changes(patch: Struct) -> dict[str, Any]:
 def values(body: Struct, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A create body's fields as plain values for a service."""
     return {k: v for k, v in msgspec.structs.asdict(body).items() if k not in exclude}
+
+
+class ErasureRequest(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Destroying a customer's personal data: the reviewing department head (username)
+    and why; the approving general manager is the caller."""
+
+    reviewed_by: Short
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+class DestructionRecord(Struct, kw_only=True):
+    id: str
+    customer_id: str
+    reason: str
+    reviewed_by: str
+    approved_by: str
+    erased_by: str | None
+    node_id: str
+    erased_at: datetime
+    fields: list[str]
