@@ -67,6 +67,17 @@ SKEW_MS = 300_000
 STARTUP_SECONDS = 120
 
 
+def _vault() -> Any:
+    from crypto import new_key
+    from schema import Vault
+
+    keys = {cls: {1: new_key()} for cls in ("confidential", "secret", "credit")}
+    return Vault(class_keys=keys, current=dict.fromkeys(keys, 1), index_root=new_key())
+
+
+VAULT = _vault()
+
+
 # -- helpers ------------------------------------------------------------------------
 
 
@@ -192,6 +203,7 @@ async def _fresh_replica(path: Path, *, hq: bool, node_id: str | None = None
     db = await Database.open(sqlite_url(path), generate_db_key())
     await db.migrate()
     db.hq_authority = hq
+    db.vault = VAULT  # one set of field keys for every replica of a run
     return db, node_id or new_id()
 
 
