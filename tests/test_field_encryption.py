@@ -74,6 +74,12 @@ async def test_history_shows_changes_of_secret_fields_as_masks_to_other_roles(
     r = await client.get(f"/api/v1/customers/{c['id']}/history", headers=clerk)
     change = next(h for h in r.json()["items"] if h["column_name"] == "id_number")
     assert (change["old_value"], change["new_value"]) == (ID_NUMBER, "110101199003074514")
+    # The clerk saw plaintext in the history: audited. The service rep saw masks: not.
+    audit = TABLES["read_audit"]
+    async with node.db.read() as conn:
+        reads = (await conn.execute(select(audit).where(
+            audit.c.table_name == "field_history"))).mappings().all()
+    assert [(r["fields"], r["customer_id"]) for r in reads] == [(["id_number"], c["id"])]
 
 
 async def test_no_plaintext_in_the_tables_or_in_a_sync_payload(

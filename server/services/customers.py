@@ -322,12 +322,24 @@ async def customer_history(node: Node, p: Principal, customer_id: str, cursor: s
             users, users.c.id == history.c.changed_by
         ).where(history.c.table_name == "customers", history.c.row_id == customer_id)
         rows, next_cursor = await _page(conn, query, history.c.id, cursor, limit)
+        opened: set[str] = set()
+        readable = readable_classes(p.role)
         for r in rows:
-            if r["column_name"] in SENSITIVE["customers"]:
+            column = r["column_name"]
+            if column in SENSITIVE["customers"]:
                 for key in ("old_value", "new_value"):
-                    r[key] = await _reveal(node, conn, p, "customers", r["column_name"],
-                                           customer_id, customer_id, r[key])
-        return rows, next_cursor
+                    shown = await _reveal(node, conn, p, "customers", column, customer_id,
+                                          customer_id, r[key])
+                    if (is_token(r[key]) and shown != "(encrypted)"
+                            and SENSITIVE["customers"][column] in readable):
+                        opened.add(column)
+                    r[key] = shown
+    if opened:  # plaintext shown from the history is a read like any other
+        await _log_reads(node, p, [{
+            "customer_id": customer_id, "table_name": "field_history", "row_id": customer_id,
+            "fields": sorted(opened), "user_id": p.id, "node_id": node.node_id,
+            "read_at": utcnow()}])
+    return rows, next_cursor
 
 
 async def list_contacts(node: Node, p: Principal, customer_id: str) -> list[dict[str, Any]]:
