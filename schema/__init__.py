@@ -4,7 +4,7 @@ No web framework here. The unit of work (`Database.write`) is the only write pat
 for replicated data.
 """
 
-from schema._apply import ApplyResult, coerce
+from schema._apply import ApplyResult
 from schema._database import Database, Kind, sqlite_url
 from schema._entities import BLIND_INDEXED, ENTITIES, SENSITIVE
 from schema._errors import (
@@ -26,6 +26,7 @@ from schema._exchange import (
 )
 from schema._gc import collect_tombstones, gc_horizon, wipe_replica
 from schema._ids import new_id
+from schema._plan import coerce
 from schema._policy import Entity, Field, Sensitivity
 from schema._roles import (
     CUSTOM_FIELD_ADMINS,

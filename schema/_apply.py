@@ -15,17 +15,17 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Date, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema._bulk import insert_rows
 from schema._derive import derive
 from schema._entities import ENTITIES
 from schema._ids import new_id
+from schema._plan import PLANS, coerce
 from schema._policy import Entity
 from schema._scope import CHILDREN, HQ_ONLY_WRITES, customer_branches
 from schema._tables import (
@@ -37,7 +37,7 @@ from schema._tables import (
     sync_tallies,
     table_rank,
 )
-from schema._types import UtcDateTime, utcnow
+from schema._types import utcnow
 from schema._uow import UnitOfWork, customer_of, jsonable
 from schema._upsert import upsert
 from sync import (
@@ -75,76 +75,6 @@ class ApplyResult:
     conflicts: int = 0
     evicted: int = 0
     quarantined: list[Quarantined] = field(default_factory=list)
-
-
-def _convert(entity: Entity) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in entity.fields:
-        if isinstance(f.column.type, Date):
-            out[f.name] = lambda v: date.fromisoformat(v) if isinstance(v, str) else v
-        elif isinstance(f.column.type, UtcDateTime):
-            out[f.name] = _instant
-    return out
-
-
-def _instant(value: Any) -> Any:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if isinstance(value, datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
-
-
-CONVERTERS = {name: _convert(e) for name, e in ENTITIES.items()}
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What applying a new row of one table needs, computed once per table."""
-
-    columns: tuple[str, ...]
-    """Every column of the table, in the order new rows are buffered."""
-    pos: dict[str, int]
-    known: frozenset[str]
-    hq_only: tuple[str, ...]
-    convert: tuple[tuple[int, Any], ...]
-    counters: tuple[str, ...]
-    sets: tuple[str, ...]
-    defaults: tuple[tuple[int, Any], ...]
-    ord: int
-
-
-def _default(f: Any) -> Any:
-    arg: Any = getattr(f.column.default, "arg", None)
-    if getattr(f.column.default, "is_callable", False):
-        return lambda: arg(None)
-    return lambda: arg
-
-
-def _plan(entity: Entity) -> Plan:
-    columns = tuple(f.name for f in entity.fields)
-    pos = {c: i for i, c in enumerate(columns)}
-    return Plan(
-        columns=columns,
-        pos=pos,
-        known=frozenset(f.name for f in entity.fields if f.replicated and f.name != "id"),
-        hq_only=tuple(f.name for f in entity.fields if f.merge is Merge.HQ_AUTHORITATIVE),
-        convert=tuple((pos[c], conv) for c, conv in CONVERTERS[entity.table].items()),
-        counters=tuple(f.name for f in entity.fields if f.merge is Merge.COUNTER),
-        sets=tuple(f.name for f in entity.fields if f.merge is Merge.ADD_WINS_SET),
-        defaults=tuple((pos[f.name], _default(f)) for f in entity.fields
-                       if f.column.default is not None),
-        ord=table_rank(entity.table),
-    )
-
-
-PLANS = {name: _plan(e) for name, e in ENTITIES.items()}
-
-
-def coerce(table: str, column: str, value: Any) -> Any:
-    """A value from the wire or from JSON as the column's Python type."""
-    conv = CONVERTERS[table].get(column)
-    return conv(value) if conv is not None and value is not None else value
 
 
 class Applier:
@@ -398,10 +328,6 @@ class Applier:
             await self.conn.execute(delete(side).where(side.c.tbl == tbl,
                                                        side.c.row_id == row_id))
 
-    def _value(self, tbl: str, col: str, value: Any) -> Any:
-        conv = CONVERTERS[tbl].get(col)
-        return conv(value) if conv is not None and value is not None else value
-
     def _hq_only(self, entity: Entity, col: str, origin: str) -> bool:
         """An HQ-authoritative value that did not come from HQ: ignored."""
         return entity.field(col).merge is Merge.HQ_AUTHORITATIVE and origin != self.hq_node
@@ -498,7 +424,7 @@ class Applier:
             here = Stamp(cur.clock, cur.origin, cur.rank) if cur else local_row
             here_lineage = lineage_of(here, json.loads(cur.lineage) if cur and cur.lineage
                                       else None)
-            value = self._value(tbl, col, val)
+            value = coerce(tbl, col, val)
             d = decide(f.merge, here, here_lineage, data.get(col), stamp,
                        lineage_of(stamp, lineage), value)
             if not d.changed:

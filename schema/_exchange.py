@@ -13,9 +13,10 @@ from typing import Any
 import msgspec
 from sqlalchemy import delete, func, select
 
-from schema._apply import ApplyResult, apply_batch, coerce
+from schema._apply import ApplyResult, apply_batch
 from schema._database import Database
 from schema._entities import ENTITIES
+from schema._plan import coerce
 from schema._produce import ORDER_KEY, parse_cursor, produce
 from schema._scope import Scope
 from schema._tables import TABLES, sync_cells, sync_peers, sync_quarantine, sync_rows

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-import schema._apply as apply_module
+import schema._plan as apply_module
 from schema import TABLES, Scope, incoming, outgoing, quarantine_count, retry_parked
 from schema._policy import Entity
 from tests.sync_harness import customer, open_replica

@@ -1,0 +1,86 @@
+"""How a new row of each table is applied: its columns, converters, defaults and
+policies, computed once per table (used by the apply path, `_apply.py`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Date
+
+from schema._entities import ENTITIES
+from schema._policy import Entity
+from schema._tables import table_rank
+from schema._types import UtcDateTime
+from sync import Merge
+
+
+def _convert(entity: Entity) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in entity.fields:
+        if isinstance(f.column.type, Date):
+            out[f.name] = lambda v: date.fromisoformat(v) if isinstance(v, str) else v
+        elif isinstance(f.column.type, UtcDateTime):
+            out[f.name] = _instant
+    return out
+
+
+def _instant(value: Any) -> Any:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+CONVERTERS = {name: _convert(e) for name, e in ENTITIES.items()}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What applying a new row of one table needs, computed once per table."""
+
+    columns: tuple[str, ...]
+    """Every column of the table, in the order new rows are buffered."""
+    pos: dict[str, int]
+    known: frozenset[str]
+    hq_only: tuple[str, ...]
+    convert: tuple[tuple[int, Any], ...]
+    counters: tuple[str, ...]
+    sets: tuple[str, ...]
+    defaults: tuple[tuple[int, Any], ...]
+    ord: int
+
+
+def _default(f: Any) -> Any:
+    arg: Any = getattr(f.column.default, "arg", None)
+    if getattr(f.column.default, "is_callable", False):
+        return lambda: arg(None)
+    return lambda: arg
+
+
+def _plan(entity: Entity) -> Plan:
+    columns = tuple(f.name for f in entity.fields)
+    pos = {c: i for i, c in enumerate(columns)}
+    return Plan(
+        columns=columns,
+        pos=pos,
+        known=frozenset(f.name for f in entity.fields if f.replicated and f.name != "id"),
+        hq_only=tuple(f.name for f in entity.fields if f.merge is Merge.HQ_AUTHORITATIVE),
+        convert=tuple((pos[c], conv) for c, conv in CONVERTERS[entity.table].items()),
+        counters=tuple(f.name for f in entity.fields if f.merge is Merge.COUNTER),
+        sets=tuple(f.name for f in entity.fields if f.merge is Merge.ADD_WINS_SET),
+        defaults=tuple((pos[f.name], _default(f)) for f in entity.fields
+                       if f.column.default is not None),
+        ord=table_rank(entity.table),
+    )
+
+
+PLANS = {name: _plan(e) for name, e in ENTITIES.items()}
+
+
+def coerce(table: str, column: str, value: Any) -> Any:
+    """A value from the wire or from JSON as the column's Python type."""
+    conv = CONVERTERS[table].get(column)
+    return conv(value) if conv is not None and value is not None else value
