@@ -7,6 +7,7 @@ or the standard library's HMAC.
 
 from crypto._dbkey import (
     KEY_BYTES,
+    derive_root_key,
     generate_db_key,
     parse_hex_key,
     read_key_file,
@@ -15,7 +16,9 @@ from crypto._dbkey import (
 )
 from crypto._errors import CryptoError, KeyFileError, TokenError
 from crypto._fields import (
+    CLASS_CODES,
     INDEX_BITS,
+    MARKER,
     BoxKey,
     FieldCryptoError,
     blind_index,
@@ -24,6 +27,7 @@ from crypto._fields import (
     index_key,
     is_token,
     new_key,
+    token_class,
     unwrap_data_key,
     unwrap_local,
     wrap_data_key,
@@ -42,8 +46,10 @@ from crypto._signing import (
 from crypto._tokens import TokenClaims, TokenSigner
 
 __all__ = [
+    "CLASS_CODES",
     "INDEX_BITS",
     "KEY_BYTES",
+    "MARKER",
     "BoxKey",
     "CryptoError",
     "FieldCryptoError",
@@ -56,6 +62,7 @@ __all__ = [
     "TokenSigner",
     "blind_index",
     "decrypt_value",
+    "derive_root_key",
     "dummy_hash",
     "encrypt_value",
     "generate_db_key",
@@ -70,6 +77,7 @@ __all__ = [
     "response_message",
     "seal",
     "sqlcipher_key_pragma",
+    "token_class",
     "unseal",
     "unwrap_data_key",
     "unwrap_local",

@@ -1,4 +1,5 @@
-"""The 256-bit database key: creation, key files, and the SQLCipher key pragma."""
+"""The 256-bit database key: creation, key files, and the SQLCipher key pragma; HQ's
+root key derived from a passphrase."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import secrets
 import stat
 from pathlib import Path
+
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from crypto._errors import KeyFileError
 
@@ -15,6 +18,20 @@ KEY_BYTES = 32
 def generate_db_key() -> bytes:
     """A fresh random 256-bit database key."""
     return secrets.token_bytes(KEY_BYTES)
+
+
+ROOT_KDF = {"n": 2**17, "r": 8, "p": 1}
+"""scrypt cost for a root key from a passphrase: 128 MiB and about half a second per
+guess on this class of machine (memory-hard, as OWASP advises for key derivation)."""
+
+
+def derive_root_key(passphrase: str, salt: bytes) -> bytes:
+    """HQ's root key from a passphrase and the node's random salt (scrypt, 128 MiB)."""
+    if len(passphrase) < 12:
+        raise KeyFileError("the root passphrase must be at least 12 characters")
+    if len(salt) < 16:
+        raise KeyFileError("the root key salt is too short")
+    return Scrypt(salt=salt, length=KEY_BYTES, **ROOT_KDF).derive(passphrase.encode())
 
 
 def parse_hex_key(text: str, source: str) -> bytes:

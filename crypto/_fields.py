@@ -13,9 +13,13 @@ Three layers (see crypto/THREATS.md):
   data binds the ciphertext to format version, table, column and row id, so a value
   copied to another row or column does not decrypt.
 
-Value token layout (text, so it fits the column it replaces): `"\u00a7" + base64url(
-version byte ‖ nonce ‖ ciphertext+tag)`. The marker `§` cannot start a plaintext we
-store in these columns (phones, ids, e-mail, addresses, dates are validated first).
+Value token layout (text, so it fits the column it replaces): `"\u00a7"` + class letter
++ `base64url(version byte ‖ nonce ‖ ciphertext+tag)`. The marker `§` cannot start a
+plaintext we store in these columns (phones, ids, e-mail, addresses, dates are validated
+first). The class letter (`c` confidential, `s` secret, `k` credit) names the data key
+that opens the value, so a field HQ moves to another class stays readable while it is
+re-encrypted, and the re-encryption job finds what is left with a prefix match; the
+associated data binds the class too, so the letter cannot be changed.
 """
 
 from __future__ import annotations
@@ -33,8 +37,14 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from crypto._errors import CryptoError
 
-FIELD_VERSION = 1
+FIELD_VERSION = 2
+"""Version byte of a value token (2: the class letter is bound)."""
+WRAP_VERSION = 1
+"""Version byte of a wrapped key (data key, local wrap, X25519 grant)."""
 MARKER = "\u00a7"
+CLASS_CODES = {"confidential": "c", "secret": "s", "credit": "k"}
+"""The letter after the marker that names a token's key class."""
+_CLASS_OF = {v: k for k, v in CLASS_CODES.items()}
 KEY_BYTES = 32
 _NONCE = 12
 
@@ -64,30 +74,41 @@ def is_token(value: object) -> bool:
     return isinstance(value, str) and value.startswith(MARKER)
 
 
-def _value_aad(table: str, column: str, row_id: str) -> bytes:
-    return f"branchline-field|v{FIELD_VERSION}|{table}|{column}|{row_id}".encode()
+def token_class(token: str) -> str | None:
+    """The key class a token was sealed under (None if it names none we know)."""
+    return _CLASS_OF.get(token[1:2]) if is_token(token) else None
+
+
+def _value_aad(table: str, column: str, row_id: str, cls: str) -> bytes:
+    return f"branchline-field|v{FIELD_VERSION}|{cls}|{table}|{column}|{row_id}".encode()
 
 
 def encrypt_value(data_key: bytes, plaintext: str, *, table: str, column: str,
-                  row_id: str) -> str:
-    """Seal one value under a customer's data key, bound to its table, column and row."""
+                  row_id: str, cls: str) -> str:
+    """Seal one value under a customer's data key of class `cls`, bound to its table,
+    column, row and class."""
+    code = CLASS_CODES.get(cls)
+    if code is None:
+        raise FieldCryptoError(f"unknown key class {cls!r}")
     nonce = os.urandom(_NONCE)
     body = AESGCM(data_key).encrypt(nonce, plaintext.encode(),
-                                    _value_aad(table, column, row_id))
-    return MARKER + _b64(bytes([FIELD_VERSION]) + nonce + body)
+                                    _value_aad(table, column, row_id, cls))
+    return MARKER + code + _b64(bytes([FIELD_VERSION]) + nonce + body)
 
 
 def decrypt_value(data_key: bytes, token: str, *, table: str, column: str,
                   row_id: str) -> str:
-    """Open a value sealed by `encrypt_value` for exactly this table, column and row."""
-    if not is_token(token):
+    """Open a value sealed by `encrypt_value` for exactly this table, column and row
+    (with the data key of the class the token names: `token_class`)."""
+    cls = token_class(token)
+    if cls is None:
         raise FieldCryptoError("not a field ciphertext")
-    raw = _unb64(token[1:])
+    raw = _unb64(token[2:])
     if len(raw) < 1 + _NONCE + 16 or raw[0] != FIELD_VERSION:
         raise FieldCryptoError("unknown field ciphertext version or truncated value")
     try:
         return AESGCM(data_key).decrypt(raw[1:1 + _NONCE], raw[1 + _NONCE:],
-                                        _value_aad(table, column, row_id)).decode()
+                                        _value_aad(table, column, row_id, cls)).decode()
     except InvalidTag:
         raise FieldCryptoError(
             f"{table}.{column} of {row_id} does not decrypt: wrong key, or the value "
@@ -96,12 +117,12 @@ def decrypt_value(data_key: bytes, token: str, *, table: str, column: str,
 
 def _wrap(kek: bytes, key: bytes, aad: bytes) -> str:
     nonce = os.urandom(_NONCE)
-    return _b64(bytes([FIELD_VERSION]) + nonce + AESGCM(kek).encrypt(nonce, key, aad))
+    return _b64(bytes([WRAP_VERSION]) + nonce + AESGCM(kek).encrypt(nonce, key, aad))
 
 
 def _unwrap(kek: bytes, wrapped: str, aad: bytes, what: str) -> bytes:
     raw = _unb64(wrapped)
-    if len(raw) < 1 + _NONCE + 16 or raw[0] != FIELD_VERSION:
+    if len(raw) < 1 + _NONCE + 16 or raw[0] != WRAP_VERSION:
         raise FieldCryptoError(f"{what}: unknown format or truncated")
     try:
         return AESGCM(kek).decrypt(raw[1:1 + _NONCE], raw[1 + _NONCE:], aad)
@@ -168,13 +189,13 @@ class BoxKey:
     def unwrap(self, wrapped: str, *, label: str) -> bytes:
         """Open a key sealed to this node by `wrap_to`."""
         raw = _unb64(wrapped)
-        if len(raw) < 1 + 32 + _NONCE + 16 or raw[0] != FIELD_VERSION:
+        if len(raw) < 1 + 32 + _NONCE + 16 or raw[0] != WRAP_VERSION:
             raise FieldCryptoError(f"{label}: unknown format or truncated")
         ephemeral = raw[1:33]
         shared = self._private.exchange(X25519PublicKey.from_public_bytes(ephemeral))
         kek = _derive(shared, b"branchline-box|" + label.encode(),
                       salt=ephemeral + bytes.fromhex(self.public_hex()))
-        return _unwrap(kek, _b64(bytes([FIELD_VERSION]) + raw[33:]),
+        return _unwrap(kek, _b64(bytes([WRAP_VERSION]) + raw[33:]),
                        f"branchline-box|{label}".encode(), label)
 
 
@@ -191,7 +212,7 @@ def wrap_to(public_hex: str, key: bytes, *, label: str) -> str:
     kek = _derive(ephemeral.exchange(recipient), b"branchline-box|" + label.encode(),
                   salt=eph_pub + bytes.fromhex(public_hex))
     inner = _unb64(_wrap(kek, key, f"branchline-box|{label}".encode()))
-    return _b64(bytes([FIELD_VERSION]) + eph_pub + inner[1:])
+    return _b64(bytes([WRAP_VERSION]) + eph_pub + inner[1:])
 
 
 INDEX_BITS = 16

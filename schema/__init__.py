@@ -5,6 +5,15 @@ for replicated data.
 """
 
 from schema._apply import ApplyResult
+from schema._classes import (
+    DEFAULT_POLICY,
+    KEY_CLASSES,
+    ClassPolicy,
+    PolicyError,
+    check_change,
+    load_policy,
+    policy_id,
+)
 from schema._database import Database, Kind, sqlite_url
 from schema._entities import BLIND_INDEXED, ENTITIES, SENSITIVE
 from schema._errors import (
@@ -69,13 +78,16 @@ __all__ = [
     "BLIND_INDEXED",
     "CUSTOMER_EDITORS",
     "CUSTOM_FIELD_ADMINS",
+    "DEFAULT_POLICY",
     "ENTITIES",
+    "KEY_CLASSES",
     "ORG_ADMINS",
     "READABLE_CLASSES",
     "ROLES",
     "SENSITIVE",
     "TABLES",
     "ApplyResult",
+    "ClassPolicy",
     "ConflictError",
     "Database",
     "Entity",
@@ -85,6 +97,7 @@ __all__ = [
     "Kind",
     "Merge",
     "NotFoundError",
+    "PolicyError",
     "Role",
     "SchemaError",
     "Scope",
@@ -94,12 +107,14 @@ __all__ = [
     "UtcDateTime",
     "Vault",
     "WrongKeyError",
+    "check_change",
     "clean_text",
     "coerce",
     "collect_tombstones",
     "data_key_id",
     "gc_horizon",
     "incoming",
+    "load_policy",
     "metadata",
     "new_id",
     "node_counters",
@@ -111,6 +126,7 @@ __all__ = [
     "outgoing",
     "peer_state",
     "pending_since",
+    "policy_id",
     "quarantine_count",
     "readable_classes",
     "record_peer",

@@ -254,6 +254,17 @@ KEY_GRANTS = Entity("key_grants", (
 HQ writes them; each branch receives its own (and those of its devices). New key
 versions reach nodes this way; deleting a grant (rotation, revocation) retires it."""
 
+KEY_POLICIES = Entity("key_policies", (
+    _id(),
+    Field(Column("kind", String(8), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("name", String(100), nullable=False), merge=Merge.IMMUTABLE),
+    Field(Column("classes", String(100), nullable=False)),
+    *_stamps(),
+))
+"""HQ's change to the default class policy (schema/_classes.py): `kind` `field` names
+`table.column` and its one key class; `kind` `role` names a role and the comma-separated
+classes it reads. Published to every node; only HQ writes it."""
+
 READ_AUDIT = Entity("read_audit", (
     _id(),
     Field(Column("customer_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
@@ -271,7 +282,7 @@ ENTITIES: dict[str, Entity] = {
     e.table: e
     for e in (REGIONS, BRANCHES, DEPARTMENTS, USERS, CUSTOMERS, CONTACTS, CUSTOM_FIELDS,
               FIELD_HISTORY, CONFLICTS, CHANGE_REQUESTS, DATA_KEYS, DESTRUCTIONS,
-              READ_AUDIT, KEY_GRANTS)
+              READ_AUDIT, KEY_GRANTS, KEY_POLICIES)
 }
 """Every replicated entity by table name."""
 

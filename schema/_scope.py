@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema._tables import TABLES
 
-REFERENCE = frozenset({"regions", "branches", "departments", "custom_field_defs"})
+REFERENCE = frozenset({"regions", "branches", "departments", "custom_field_defs",
+                       "key_policies"})
 """Published by HQ to every branch."""
 BY_BRANCH = frozenset({"customers", "users", "key_grants"})
 """Rows that carry their branch themselves."""

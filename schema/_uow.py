@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -267,6 +268,24 @@ class UnitOfWork:
         self._dirty = True
         return {**old, column: value}
 
+    async def reseal(self, table: str, row_id: str, column: str, token: str) -> None:
+        """Store `token`, the same plaintext sealed anew (under another key class), as the
+        version just after the one it replaces: it supersedes that version on every
+        replica, but never a real edit made concurrently, whose clock is later, so
+        re-encrypting loses no one's work. No history and no `updated_at`: the value,
+        to its readers, did not change."""
+        stamps = await self._stamps(table, row_id)
+        current, lineage = stamps.get(column, stamps["*"])
+        clock = current.clock + 1
+        t = TABLES[table]
+        await self.conn.execute(update(t).where(t.c.id == row_id).values({column: token}))
+        stored = compact(_Stamp(clock, self.node_id, current.rank),
+                         extend(lineage, self.node_id, clock))
+        await self._cell(table, row_id, column, clock, current.rank,
+                         None if stored is None else json.dumps(stored))
+        await self._touch_row(table, row_id)
+        self._dirty = True
+
     async def delete(self, table: str, row_id: str) -> None:
         """Delete a row: a tombstone (even causal length) replaces it everywhere."""
         stamp = (await self.conn.execute(select(sync_rows.c.cl).where(
@@ -406,6 +425,7 @@ class UnitOfWork:
                                   "confidential fields")
         if any(customer is None for _, customer, _ in rows):
             raise ValueError(f"{table}: a confidential value needs its customer")
+        await self.vault.refresh_policy(self.conn)
         created = await self.vault.seal_rows(
             self.conn, table, [(i, str(c), r) for i, c, r in rows])
         if created:
@@ -415,11 +435,12 @@ class UnitOfWork:
                             ) -> dict[str, Any]:
         """`changed` with sensitive values sealed; a value equal to the stored one (once
         decrypted) is no change."""
-        columns = SENSITIVE.get(table)
+        columns: Mapping[str, str] | None = SENSITIVE.get(table)
         if not columns or not any(c in changed for c in columns):
             return changed
         customer = customer_of(table, old)
         if self.vault is not None and customer is not None:
+            columns = (await self.vault.refresh_policy(self.conn)).columns(table)
             # A stored ciphertext written back (a conflict resolved to the losing value):
             # open it so it is sealed afresh with its mask and blind index.
             for c, cls in columns.items():

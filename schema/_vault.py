@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crypto import (
@@ -25,12 +25,14 @@ from crypto import (
     index_key,
     is_token,
     new_key,
+    token_class,
     unwrap_data_key,
     wrap_data_key,
 )
-from schema._entities import BLIND_INDEXED, SENSITIVE
+from schema._classes import DEFAULT_POLICY, ClassPolicy, load_policy
+from schema._entities import BLIND_INDEXED
 from schema._errors import SchemaError
-from schema._tables import TABLES
+from schema._tables import TABLES, sync_rows
 from schema._values import mask
 
 DEK_NS = uuid.UUID("3b0d7f0e-8f5e-4f7e-a7a3-6a0c2e1b9d41")
@@ -53,6 +55,10 @@ class Vault:
     class_keys: dict[str, dict[int, bytes]] = field(default_factory=dict)
     current: dict[str, int] = field(default_factory=dict)
     index_root: bytes | None = None
+    policy: ClassPolicy = DEFAULT_POLICY
+    """Which class encrypts each field and which classes each role reads (HQ may change
+    it; schema/_classes.py)."""
+    policy_mark: int | None = field(default=None, repr=False)
     reloader: Callable[[], Awaitable[Vault | None]] | None = field(default=None, repr=False)
     """Reads the node's keys again: a data key wrapped by a version this process has not
     loaded yet (rotated by `keys rotate`, or granted by a sync) triggers it once."""
@@ -61,6 +67,20 @@ class Vault:
         """Take over the keys of a freshly loaded vault, in place."""
         self.class_keys, self.current, self.index_root = (
             other.class_keys, other.current, other.index_root)
+        self.policy, self.policy_mark = other.policy, other.policy_mark
+
+    async def refresh_policy(self, conn: AsyncConnection) -> ClassPolicy:
+        """The class policy, re-read if it changed since this process last read it (HQ's
+        CLI, or a sync, may change it while the server runs); a cheap indexed check."""
+        mark = (await conn.execute(select(func.max(sync_rows.c.seq)).where(
+            sync_rows.c.tbl == "key_policies"))).scalar()
+        if mark != self.policy_mark:
+            self.policy, self.policy_mark = await load_policy(conn), mark
+        return self.policy
+
+    def readable(self, role: str) -> frozenset[str]:
+        """The classes `role` reads in plaintext under the policy in force."""
+        return self.policy.readable(role)
 
     def holds(self, cls: str) -> bool:
         """Whether this node can read and write values of `cls`."""
@@ -114,7 +134,7 @@ class Vault:
         """Encrypt the plaintext sensitive values of `rows` ((row id, customer id, values)
         triples, changed in place), filling their masks and blind indexes. Returns the
         `data_keys` rows to insert for customers that had none yet."""
-        columns = SENSITIVE.get(table, {})
+        columns = self.policy.columns(table)
         todo = [(row_id, customer_id, values) for row_id, customer_id, values in rows
                 if any(values.get(c) is not None and not is_token(values[c])
                        for c in columns)]
@@ -145,7 +165,7 @@ class Vault:
                 if c in BLIND_INDEXED.get(table, ()) and self.index_root is not None:
                     values[f"{c}_bidx"] = self.index(table, c, text)
                 values[c] = encrypt_value(deks[(customer_id, cls)], text, table=table,
-                                          column=c, row_id=row_id)
+                                          column=c, row_id=row_id, cls=cls)
         return created
 
     async def open_rows(self, conn: AsyncConnection, table: str,
@@ -155,18 +175,26 @@ class Vault:
         `readable` classes: plaintext where allowed and held, the mask elsewhere.
         Returns what was revealed in plaintext: (customer id, row id, columns)."""
         revealed: list[tuple[str, str, list[str]]] = []
-        columns = SENSITIVE.get(table, {})
-        wanted = {(customer_id, cls) for customer_id, _ in rows
-                  for cls in set(columns.values()) if cls in readable and self.holds(cls)}
-        deks = await self._load(conn, wanted)
+        # Readability follows the field's class now; the key is the one the token names
+        # (they differ only while a re-classified field is being re-encrypted).
+        columns = {c: cls for c, cls in self.policy.columns(table).items() if cls in readable}
+        wanted: set[tuple[str, str]] = set()
+        for customer_id, row in rows:
+            for c in columns:
+                sealed = token_class(row[c]) if is_token(row.get(c)) else None
+                if sealed is not None and self.holds(sealed):
+                    wanted.add((customer_id, sealed))
+        deks = await self._load(conn, wanted) if wanted else {}
+        masked = self.policy.columns(table)
         for customer_id, row in rows:
             opened: list[str] = []
-            for c, cls in columns.items():
+            for c in masked:
                 value = row.get(c)
                 if value is None:
                     continue
-                dek = deks.get((customer_id, cls)) if cls in readable else None
-                if dek is None or not is_token(value):
+                sealed = token_class(value) if c in columns and is_token(value) else None
+                dek = deks.get((customer_id, sealed)) if sealed is not None else None
+                if dek is None:
                     row[c] = row.get(f"{c}_mask")
                     continue
                 try:
@@ -179,15 +207,15 @@ class Vault:
                 revealed.append((customer_id, row["id"], opened))
         return revealed
 
-
     async def reveal(self, conn: AsyncConnection, table: str, column: str, row_id: str,
                      customer_id: str, value: Any, readable: frozenset[str]) -> Any:
         """One stored value (e.g. from field history or a conflict) as a reader of
         `readable` may see it: plaintext, a mask made now, or `"(encrypted)"`."""
-        cls = SENSITIVE.get(table, {}).get(column)
-        if cls is None or not is_token(value):
+        cls = self.policy.columns(table).get(column)
+        sealed = token_class(value) if is_token(value) else None
+        if cls is None or sealed is None:
             return value
-        dek = (await self._load(conn, {(customer_id, cls)})).get((customer_id, cls))
+        dek = (await self._load(conn, {(customer_id, sealed)})).get((customer_id, sealed))
         if dek is None:
             return "(encrypted)"
         try:

@@ -24,6 +24,7 @@ from server.api.problems import EXCEPTION_HANDLERS
 from server.api.sync import pull as sync_pull
 from server.api.sync import push as sync_push
 from server.config import Settings
+from server.key_jobs import start_key_jobs
 from server.node import VERSION, Node, open_node
 from server.services.upstream import start_background_sync
 from server.services.users import LoginThrottle
@@ -37,14 +38,17 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         node = app.state.node = await open_node(settings)
-        task = start_background_sync(node) if background_sync else None
+        tasks = [start_background_sync(node),
+                 start_key_jobs(node.db, node.node_id, settings.sync_interval_seconds)
+                 ] if background_sync else []
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+            for task in tasks:
+                if task is not None:
+                    task.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await task
             await node.close()
 
     async def provide_node(state: State) -> Node:

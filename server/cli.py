@@ -342,27 +342,90 @@ def keys() -> None:
     """Field-encryption keys (see crypto/THREATS.md)."""
 
 
+def _at_hq(node: Any) -> None:
+    if node.role != "hq" or node.settings.root_key is None or node.db.vault is None:
+        raise NodeError("keys are managed at headquarters, with its root key "
+                        "(key file, BRANCHLINE_ROOT_KEY or BRANCHLINE_ROOT_PASSPHRASE)")
+
+
 @keys.command("rotate")
 @click.option("--data", "data_dir", type=DataDir, required=True, help="HQ's data directory.")
 @click.option("--class", "cls", required=True,
               type=click.Choice(["confidential", "secret", "credit"]),
               help="Which class key gets a new version.")
-def keys_rotate(data_dir: Path, cls: str) -> None:
-    """Add a version of a class key: new writes use it, every data key of the class is
-    rewrapped, nodes holding the class get the new version with their next sync, and
-    the old versions are destroyed."""
+@click.option("--wait/--background", default=True, show_default=True,
+              help="Rewrap and retire now, or leave it to the running HQ's key jobs.")
+def keys_rotate(data_dir: Path, cls: str, wait: bool) -> None:
+    """Add a version of a class key: new writes use it at once, nodes holding the class
+    get it with their next sync, every data key of the class is rewrapped, and the old
+    versions are destroyed once every holder has the new one."""
+    from server.key_jobs import maintain
     from server.keys import rotate
 
-    async def go(node: Any) -> dict[str, Any]:
-        if node.role != "hq" or node.settings.root_key is None:
-            raise NodeError("keys are rotated at headquarters, with its root key")
-        return await rotate(node.db, hq_node_id=node.node_id, root_key=node.settings.root_key,
-                            cls=cls)
+    async def go(node: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        _at_hq(node)
+        result = await rotate(node.db, hq_node_id=node.node_id,
+                              root_key=node.settings.root_key, cls=cls)
+        done = await maintain(node.db, node.node_id) if wait else {}
+        return result, done
 
-    result = run(_with_node(data_dir, go))
-    click.echo(f"{cls} key now at version {result['version']}: {result['rewrapped']} data "
-               f"keys rewrapped, {result['nodes_granted']} nodes granted, versions "
-               f"{result['retired']} destroyed")
+    result, done = run(_with_node(data_dir, go))
+    click.echo(f"{cls} key now at version {result['version']}; {result['nodes_granted']} "
+               "nodes granted")
+    if done:
+        click.echo(f"{done['rewrapped']} data keys rewrapped; destroyed: "
+                   f"{', '.join(done['retired']) or 'none yet (a holder has not synced)'}")
+
+
+@keys.command("policy")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="HQ's data directory.")
+@click.option("--field", "field_name", help="An encrypted field, as table.column "
+              "(e.g. customers.email).")
+@click.option("--role", help="A role, e.g. finance.")
+@click.option("--classes", required=True,
+              help="Key class(es): one for a field; comma-separated for a role "
+                   "(empty for none).")
+@click.option("--wait/--background", default=True, show_default=True,
+              help="Re-encrypt and grant now, or leave it to the running HQ's key jobs.")
+def keys_policy(data_dir: Path, field_name: str | None, role: str | None, classes: str,
+                wait: bool) -> None:
+    """Change which class encrypts a field, or which classes a role reads. Every node
+    applies it after its next sync; values of a moved field are re-encrypted."""
+    from server.key_jobs import maintain, set_policy
+
+    if (field_name is None) == (role is None):
+        raise click.UsageError("give exactly one of --field and --role")
+    kind, name = ("field", field_name) if field_name else ("role", role)
+
+    async def go(node: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        _at_hq(node)
+        result = await set_policy(node.db, hq_node_id=node.node_id, kind=kind,
+                                  name=str(name),
+                                  classes=[c.strip() for c in classes.split(",") if c.strip()])
+        done = await maintain(node.db, node.node_id) if wait else {}
+        return result, done
+
+    result, done = run(_with_node(data_dir, go))
+    click.echo(f"{kind} {name}: {', '.join(result['classes']) or 'no classes'}")
+    if done:
+        click.echo(f"{done['reencrypted']} values re-encrypted; {done['granted']} grants "
+                   "made")
+
+
+@keys.command("status")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="HQ's data directory.")
+def keys_status(data_dir: Path) -> None:
+    """Key versions, and what the background key jobs still have to do."""
+    from server.key_jobs import pending
+
+    async def go(node: Any) -> dict[str, Any]:
+        _at_hq(node)
+        return await pending(node.db)
+
+    info = run(_with_node(data_dir, go))
+    for cls, versions in info["versions"].items():
+        click.echo(f"{cls}: versions {', '.join(map(str, versions))}")
+    click.echo(f"to rewrap: {info['rewrap']}; to re-encrypt: {info['reencrypt']}")
 
 
 @main.group(cls=Group)

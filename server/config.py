@@ -15,7 +15,7 @@ from typing import Literal
 
 import msgspec
 
-from crypto import KeyFileError, parse_hex_key, read_key_file
+from crypto import KeyFileError, derive_root_key, parse_hex_key, read_key_file
 from schema import sqlite_url
 from server.errors import NodeError
 
@@ -38,6 +38,9 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     key_file: str | None = None
     root_key_file: str | None = None
     """HQ's root key (wraps the field class keys); outside the data directory."""
+    root_key_salt: str | None = None
+    """Set when HQ's root key derives from a passphrase (`BRANCHLINE_ROOT_PASSPHRASE`,
+    scrypt): the random salt, hex. Not a secret."""
     branch_code: str | None = None
     time_zone: str = "Asia/Shanghai"
     hq_node_id: str | None = None
@@ -90,11 +93,17 @@ def default_root_key_file(data_dir: Path, environ: Mapping[str, str]) -> Path:
 
 
 def resolve_root_key(config: NodeConfig, environ: Mapping[str, str]) -> bytes | None:
-    """HQ's root key: `BRANCHLINE_ROOT_KEY` (hex) if set, else the root key file; None
-    when neither exists (the node then shows masks and refuses confidential writes)."""
+    """HQ's root key: `BRANCHLINE_ROOT_KEY` (hex) if set; else, for a node made with a
+    root passphrase, derived from `BRANCHLINE_ROOT_PASSPHRASE`; else the root key file;
+    None when none is there (the node then shows masks and refuses confidential writes)."""
     try:
         if environ.get("BRANCHLINE_ROOT_KEY"):
             return parse_hex_key(environ["BRANCHLINE_ROOT_KEY"], "BRANCHLINE_ROOT_KEY")
+        if config.root_key_salt:
+            passphrase = environ.get("BRANCHLINE_ROOT_PASSPHRASE")
+            if not passphrase:
+                return None
+            return derive_root_key(passphrase, bytes.fromhex(config.root_key_salt))
         if config.root_key_file and Path(config.root_key_file).exists():
             return read_key_file(Path(config.root_key_file))
     except KeyFileError as exc:

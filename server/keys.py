@@ -22,18 +22,16 @@ from crypto import (
     BoxKey,
     FieldCryptoError,
     new_key,
-    unwrap_data_key,
     unwrap_local,
-    wrap_data_key,
     wrap_local,
     wrap_to,
 )
-from schema import TABLES, Database, Vault, node_meta, nodes
+from schema import KEY_CLASSES, TABLES, ClassPolicy, Database, Vault, load_policy, node_meta, nodes
 from server.errors import NodeError
 
 GRANT_NS = uuid.UUID("9d3f1a52-2c1e-4b8e-9a41-5f7c0b6e8d23")
 
-CLASSES = ("confidential", "secret", "credit")
+CLASSES = KEY_CLASSES
 """Key classes: the two sensitivity classes, and credit status (finance reads it)."""
 INDEX = "index"
 
@@ -70,7 +68,8 @@ def _parse(label: str) -> tuple[str, int] | None:
 
 
 def load_vault(meta: Mapping[str, str], *, role: str, root_key: bytes | None,
-               grants: Mapping[str, str] | None = None) -> Vault | None:
+               grants: Mapping[str, str] | None = None,
+               policy: ClassPolicy | None = None) -> Vault | None:
     """The node's field keys, unwrapped in memory; None if it holds none (a node without
     keys still stores and relays ciphertext, and shows masks). At a branch, replicated
     `grants` (label → wrapped), once any arrived, replace those of the enrolment file."""
@@ -93,7 +92,7 @@ def load_vault(meta: Mapping[str, str], *, role: str, root_key: bytes | None,
 
         def unwrap(label: str, value: str) -> bytes:
             return box.unwrap(value, label=label)
-    vault = Vault()
+    vault = Vault() if policy is None else Vault(policy=policy)
     try:
         for label, value in wrapped.items():
             if label == INDEX:
@@ -140,24 +139,27 @@ async def own_grants(db: Database, node_id: str) -> dict[str, str]:
         return {r.label: r.wrapped for r in rows}
 
 
-async def refresh_vault(db: Database, *, node_id: str, role: str,
-                        root_key: bytes | None) -> None:
-    """Reload the node's field keys (after a sync brought new or retired grants)."""
+async def _load(db: Database, node_id: str, role: str, root_key: bytes | None
+                ) -> Vault | None:
     async with db.read() as conn:
         meta = dict((await conn.execute(select(node_meta.c.key, node_meta.c.value))).all())
+        policy = await load_policy(conn)
     grants = await own_grants(db, node_id) if role != "hq" else None
-    fresh = load_vault(meta, role=role, root_key=root_key, grants=grants)
+    return load_vault(meta, role=role, root_key=root_key, grants=grants, policy=policy)
+
+
+async def refresh_vault(db: Database, *, node_id: str, role: str,
+                        root_key: bytes | None) -> None:
+    """Reload the node's field keys and class policy (after a sync brought new or retired
+    grants, or a policy change)."""
+    fresh = await _load(db, node_id, role, root_key)
     if fresh is not None and db.vault is not None:
         db.vault.adopt(fresh)  # in place: requests already holding it see the new keys
         return
     db.vault = fresh
     if fresh is not None:
         async def reload() -> Vault | None:
-            async with db.read() as conn:
-                meta = dict((await conn.execute(
-                    select(node_meta.c.key, node_meta.c.value))).all())
-            grants = await own_grants(db, node_id) if role != "hq" else None
-            return load_vault(meta, role=role, root_key=root_key, grants=grants)
+            return await _load(db, node_id, role, root_key)
 
         fresh.reloader = reload
 
@@ -183,14 +185,16 @@ async def revoke_grants(db: Database, hq_node_id: str, node_id: str) -> int:
 
 
 async def rotate(db: Database, *, hq_node_id: str, root_key: bytes, cls: str) -> dict[str, Any]:
-    """Add a version of a class key; new writes use it at once. Every node holding the
-    class gets a grant of it; every data key of the class is rewrapped (the values are
-    untouched); then the older versions are destroyed at HQ and their grants deleted,
-    so a copy of an old wrapped data key (a backup, an old bundle) no longer opens."""
+    """Add a version of a class key; new writes use it at once, and every node holding
+    the class gets a grant of it. The background job (`server/key_jobs.py`) then
+    rewraps every data key of the class (values are untouched) and, once each holder
+    has acknowledged the new grant, destroys the older versions at HQ and deletes their
+    grants, so a copy of an old wrapped data key (a backup, an old bundle) no longer
+    opens."""
     vault = db.vault
     if cls not in CLASSES or vault is None or cls not in vault.class_keys:
         raise NodeError(f"no {cls} key to rotate (classes: {', '.join(CLASSES)})")
-    old = dict(vault.class_keys[cls])
+    old = sorted(vault.class_keys[cls])
     version = max(old) + 1
     key = new_key()
     label = _label(cls, version)
@@ -202,7 +206,7 @@ async def rotate(db: Database, *, hq_node_id: str, root_key: bytes, cls: str) ->
                                                  "value": str(version)}])
     vault.class_keys[cls][version] = key
     vault.current[cls] = version
-    grants, t = TABLES["key_grants"], TABLES["data_keys"]
+    grants = TABLES["key_grants"]
     async with db.read() as conn:
         holders = (await conn.execute(
             select(grants.c.node_id, grants.c.branch, nodes.c.box_public_key)
@@ -212,31 +216,5 @@ async def rotate(db: Database, *, hq_node_id: str, root_key: bytes, cls: str) ->
     for holder in holders:
         await record_grants(db, hq_node_id, holder.node_id, holder.branch,
                             {label: wrap_to(holder.box_public_key, key, label=label)})
-    rewrapped = 0
-    while True:
-        async with db.write(hq_node_id, None) as uow:
-            batch = (await uow.conn.execute(select(t).where(
-                t.c.cls == cls, t.c.key_version < version).limit(500))).all()
-            for r in batch:
-                dek = unwrap_data_key(old[r.key_version], r.wrapped, customer_id=r.customer_id,
-                                      cls=cls, version=r.key_version)
-                await uow.update("data_keys", r.id, {
-                    "key_version": version,
-                    "wrapped": wrap_data_key(key, dek, customer_id=r.customer_id, cls=cls,
-                                             version=version)})
-        rewrapped += len(batch)
-        if len(batch) < 500:
-            break
-    # Retire the old versions: at HQ, and every grant of them.
-    async with db.admin() as conn:
-        await conn.execute(delete(node_meta).where(node_meta.c.key.in_(
-            [f"fkey:{_label(cls, v)}" for v in old])))
-    async with db.write(hq_node_id, None) as uow:
-        stale = [r.id for r in await uow.conn.execute(select(grants.c.id).where(
-            grants.c.label.in_([_label(cls, v) for v in old])))]
-        for gid in stale:
-            await uow.delete("key_grants", gid)
-    for v in old:
-        del vault.class_keys[cls][v]
-    return {"class": cls, "version": version, "rewrapped": rewrapped,
-            "nodes_granted": len(holders), "retired": sorted(old)}
+    return {"class": cls, "version": version, "nodes_granted": len(holders),
+            "to_retire": old}

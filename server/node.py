@@ -16,6 +16,7 @@ from crypto import (
     KeyFileError,
     NodeKey,
     TokenSigner,
+    derive_root_key,
     generate_db_key,
     parse_hex_key,
     read_key_file,
@@ -192,9 +193,15 @@ async def init_node(
                 wrote_key = True
         root_key: bytes | None = None
         root_path: Path | None = None
+        root_salt: str | None = None
         if role == "hq":
             if environ.get("BRANCHLINE_ROOT_KEY"):
                 root_key = parse_hex_key(environ["BRANCHLINE_ROOT_KEY"], "BRANCHLINE_ROOT_KEY")
+            elif environ.get("BRANCHLINE_ROOT_PASSPHRASE"):
+                # No key on disk at all: whoever starts HQ types (or injects) it.
+                root_salt = secrets.token_hex(16)
+                root_key = derive_root_key(environ["BRANCHLINE_ROOT_PASSPHRASE"],
+                                           bytes.fromhex(root_salt))
             else:
                 root_key = generate_db_key()
                 beside = key_path.with_name(key_path.stem + ".root.key") if key_path else None
@@ -211,7 +218,7 @@ async def init_node(
             node_id=node_id or new_id(), role=role, name=name, database_url=database_url,
             key_file=str(key_path) if key_path else None, branch_code=branch_code,
             hq_node_id=hq_node_id, upstream_url=upstream_url, public_url=public_url,
-            root_key_file=str(root_path) if root_path else None,
+            root_key_file=str(root_path) if root_path else None, root_key_salt=root_salt,
         )
         key = node_key or NodeKey.generate()
         settings = Settings(data_dir=data_dir, node=config, db_key=db_key, root_key=root_key)

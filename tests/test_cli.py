@@ -403,6 +403,6 @@ def test_field_key_commands_refuse_cleanly_and_rotate(tmp_path: Path,
     assert len(r.err.strip().splitlines()) == 1
     r = cli(tmp_path, "keys", "rotate", "--data", str(data), "--class", "secret")
     assert r.code == 0, r
-    assert "secret key now at version 2" in r.out and "[1] destroyed" in r.out
+    assert "secret key now at version 2" in r.out and "destroyed: class:secret:1" in r.out
     r = cli(tmp_path, "keys", "rotate", "--data", str(data), "--class", "bogus")
     assert r.code == 2 and "Traceback" not in r.both

@@ -13,6 +13,7 @@ from crypto import (
     index_key,
     is_token,
     new_key,
+    token_class,
     unwrap_data_key,
     unwrap_local,
     wrap_data_key,
@@ -27,13 +28,27 @@ OTHER_ROW = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c"
 def test_value_round_trip_and_version_byte() -> None:
     key = new_key()
     token = encrypt_value(key, "+8613812345678", table="customers", column="mobile",
-                          row_id=ROW)
+                          row_id=ROW, cls="confidential")
     assert is_token(token) and "13812345678" not in token
+    assert token_class(token) == "confidential" and token.startswith("\u00a7c")
     assert decrypt_value(key, token, table="customers", column="mobile",
                          row_id=ROW) == "+8613812345678"
     # A random nonce: the same value never gives the same ciphertext twice.
     assert token != encrypt_value(key, "+8613812345678", table="customers",
-                                  column="mobile", row_id=ROW)
+                                  column="mobile", row_id=ROW, cls="confidential")
+
+
+def test_class_letter_is_bound_to_the_ciphertext() -> None:
+    key = new_key()
+    token = encrypt_value(key, "110101199003074514", table="customers", column="id_number",
+                          row_id=ROW, cls="secret")
+    assert token_class(token) == "secret"
+    relabelled = token[0] + "c" + token[2:]  # claims another class: must not open
+    with pytest.raises(FieldCryptoError):
+        decrypt_value(key, relabelled, table="customers", column="id_number", row_id=ROW)
+    with pytest.raises(FieldCryptoError, match="unknown key class"):
+        encrypt_value(key, "x", table="customers", column="id_number", row_id=ROW,
+                      cls="topsecret")
 
 
 @pytest.mark.parametrize("where", [
@@ -44,14 +59,15 @@ def test_value_round_trip_and_version_byte() -> None:
 def test_ciphertext_moved_to_another_row_or_column_is_rejected(where: dict[str, str]) -> None:
     key = new_key()
     token = encrypt_value(key, "110101199003074514", table="customers", column="mobile",
-                          row_id=ROW)
+                          row_id=ROW, cls="confidential")
     with pytest.raises(FieldCryptoError, match="moved from another row or column"):
         decrypt_value(key, token, **where)
 
 
 def test_wrong_key_tampered_and_truncated_values_fail_cleanly() -> None:
     key = new_key()
-    token = encrypt_value(key, "张三", table="customers", column="address", row_id=ROW)
+    token = encrypt_value(key, "张三", table="customers", column="address", row_id=ROW,
+                          cls="confidential")
     where = {"table": "customers", "column": "address", "row_id": ROW}
     with pytest.raises(FieldCryptoError):
         decrypt_value(new_key(), token, **where)

@@ -243,6 +243,7 @@ async def test_every_plaintext_read_is_audited_and_masks_are_not(
 async def test_rotation_rewraps_grants_the_branch_and_destroys_old_versions(
         tmp_path: Any, node: Node, client: Client, clerk: dict[str, str]) -> None:
     from schema import node_meta
+    from server.key_jobs import maintain, pending
     from server.keys import rotate
     from server.services.customers import get_customer
     from server.services.nodes import revoke
@@ -256,20 +257,29 @@ async def test_rotation_rewraps_grants_the_branch_and_destroys_old_versions(
         assert root is not None
         result = await rotate(node.db, hq_node_id=node.node_id, root_key=root,
                               cls="confidential")
-        assert result["version"] == 2 and result["rewrapped"] >= 1
-        assert result["nodes_granted"] == 1 and result["retired"] == [1]
-        # New writes at HQ use version 2; old data stays readable.
+        assert result["version"] == 2 and result["nodes_granted"] == 1
+        # New writes at HQ use version 2 at once; old data stays readable meanwhile.
         r = await client.get(f"/api/v1/customers/{c['id']}", headers=clerk)
         assert r.json()["mobile"] == f"+86{MOBILE}"
+        assert (await pending(node.db))["rewrap"] >= 1
+        # The background job rewraps, but keeps version 1 while the branch lacks version 2.
+        done = await maintain(node.db, node.node_id)
+        assert done["rewrapped"] >= 1 and done["retired"] == []
         async with node.db.read() as conn:
             versions = {r.key_version for r in await conn.execute(
                 select(TABLES["data_keys"]).where(TABLES["data_keys"].c.cls == "confidential"))}
-            meta = {r.key for r in await conn.execute(select(node_meta.c.key))}
         assert versions == {2}
-        assert "fkey:class:confidential:2" in meta and "fkey:class:confidential:1" not in meta
-        # The branch gets version 2 and loses version 1 with its next sync, and reads on.
+        r = await client.get(f"/api/v1/customers/{c['id']}", headers=clerk)
+        assert r.json()["mobile"] == f"+86{MOBILE}"
         from server.services.upstream import refresh_vault
 
+        await _sync(branch, up, client)
+        await _sync(branch, up, client)  # its next request acknowledges the grant
+        assert (await maintain(node.db, node.node_id))["retired"] == ["class:confidential:1"]
+        async with node.db.read() as conn:
+            meta = {r.key for r in await conn.execute(select(node_meta.c.key))}
+        assert "fkey:class:confidential:2" in meta and "fkey:class:confidential:1" not in meta
+        # The branch loses version 1 with its next sync, and reads on.
         await _sync(branch, up, client)
         await refresh_vault(branch.db, node_id=branch.node_id, role="branch", root_key=None)
         assert branch.db.vault is not None

@@ -73,6 +73,14 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in HIDDEN}
 
 
+async def _readable(node: Node, conn: AsyncConnection, role: str) -> frozenset[str]:
+    """The classes `role` reads under the class policy in force on this node."""
+    vault = node.db.vault
+    if vault is None:
+        return readable_classes(role)
+    return (await vault.refresh_policy(conn)).readable(role)
+
+
 async def _show(node: Node, conn: AsyncConnection, p: Principal, table: str,
                 rows: list[dict[str, Any]], audit: list[dict[str, Any]] | None = None
                 ) -> list[dict[str, Any]]:
@@ -83,7 +91,7 @@ async def _show(node: Node, conn: AsyncConnection, p: Principal, table: str,
     pairs = [(r["id"] if table == "customers" else r["customer_id"], r) for r in rows]
     vault = node.db.vault
     if vault is not None:
-        revealed = await vault.open_rows(conn, table, pairs, readable_classes(p.role))
+        revealed = await vault.open_rows(conn, table, pairs, await _readable(node, conn, p.role))
         if audit is not None:
             now = utcnow()
             audit += [{"customer_id": customer, "table_name": table, "row_id": row_id,
@@ -103,7 +111,7 @@ async def _reveal(node: Node, conn: AsyncConnection, p: Principal, table: str, c
     if vault is None:
         return "(encrypted)" if is_token(value) else value
     return await vault.reveal(conn, table, column, row_id, customer_id, value,
-                              readable_classes(p.role))
+                              await _readable(node, conn, p.role))
 
 
 async def _log_reads(node: Node, p: Principal, audit: list[dict[str, Any]]) -> None:
@@ -323,7 +331,7 @@ async def customer_history(node: Node, p: Principal, customer_id: str, cursor: s
         ).where(history.c.table_name == "customers", history.c.row_id == customer_id)
         rows, next_cursor = await _page(conn, query, history.c.id, cursor, limit)
         opened: set[str] = set()
-        readable = readable_classes(p.role)
+        readable = await _readable(node, conn, p.role)
         for r in rows:
             column = r["column_name"]
             if column in SENSITIVE["customers"]:
@@ -331,7 +339,8 @@ async def customer_history(node: Node, p: Principal, customer_id: str, cursor: s
                     shown = await _reveal(node, conn, p, "customers", column, customer_id,
                                           customer_id, r[key])
                     if (is_token(r[key]) and shown != "(encrypted)"
-                            and SENSITIVE["customers"][column] in readable):
+                            and node.db.vault is not None
+                            and node.db.vault.policy.columns("customers")[column] in readable):
                         opened.add(column)
                     r[key] = shown
     if opened:  # plaintext shown from the history is a read like any other

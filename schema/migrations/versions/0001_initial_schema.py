@@ -273,6 +273,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_key_grants_node_id"), ["node_id"], unique=False)
 
     op.create_table(
+        "key_policies",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("classes", sa.String(length=100), nullable=False),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_key_policies")),
+    )
+    op.create_table(
         "node_counters",
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
@@ -441,6 +451,7 @@ def downgrade() -> None:
     op.drop_table("nodes")
     op.drop_table("node_meta")
     op.drop_table("node_counters")
+    op.drop_table("key_policies")
     with op.batch_alter_table("key_grants", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_key_grants_node_id"))
         batch_op.drop_index(batch_op.f("ix_key_grants_branch"))
