@@ -32,6 +32,7 @@ BATCH = 5_000
 PRAGMAS = (
     "PRAGMA cipher_log_level = NONE",
     "PRAGMA key = \"x'{key}'\"",
+    "PRAGMA cipher_hmac_algorithm = HMAC_SHA256",  # as schema/_database.py
     "PRAGMA temp_store = MEMORY",
     "PRAGMA busy_timeout = 10000",
     "PRAGMA synchronous = NORMAL",
@@ -103,7 +104,7 @@ def run(n: int, *, seed: int = 20240601, indexes: bool = False,
         conn = sqlcipher3.connect(str(path), isolation_level=None)
         try:
             for pragma in PRAGMAS:
-                if encrypted or "PRAGMA key" not in pragma:
+                if encrypted or ("PRAGMA key" not in pragma and "hmac" not in pragma):
                     conn.execute(pragma.format(key=os.urandom(32).hex()))
             for stmt in (_ddl("customers", CUSTOMER_COLUMNS, indexes)
                          + _ddl("contacts", CONTACT_COLUMNS, indexes)):

@@ -35,6 +35,8 @@ class Enrolment(msgspec.Struct, kw_only=True):
     box_key: str = ""
     """The branch's X25519 private key (hex), made at HQ; field-key grants are wrapped
     to its public half."""
+    hq_box_public_key: str = ""
+    """HQ's X25519 public key (hex): bundles to HQ are encrypted to it."""
     grants: dict[str, str] = {}
     """Field keys for the branch (`class:<class>:<version>`, `index`), wrapped to
     `box_key` (server/keys.py)."""

@@ -5,6 +5,14 @@ Pure: no web framework, no database. Everything uses `cryptography`, `argon2-cff
 or the standard library's HMAC.
 """
 
+from crypto._bundle import (
+    BUNDLE_VERSION,
+    BundleError,
+    BundleWriter,
+    open_bundle,
+    read_header,
+    verify_bundle,
+)
 from crypto._dbkey import (
     KEY_BYTES,
     derive_root_key,
@@ -46,11 +54,14 @@ from crypto._signing import (
 from crypto._tokens import TokenClaims, TokenSigner
 
 __all__ = [
+    "BUNDLE_VERSION",
     "CLASS_CODES",
     "INDEX_BITS",
     "KEY_BYTES",
     "MARKER",
     "BoxKey",
+    "BundleError",
+    "BundleWriter",
     "CryptoError",
     "FieldCryptoError",
     "KeyFileError",
@@ -71,7 +82,9 @@ __all__ = [
     "is_token",
     "new_key",
     "new_passphrase",
+    "open_bundle",
     "parse_hex_key",
+    "read_header",
     "read_key_file",
     "request_message",
     "response_message",
@@ -82,6 +95,7 @@ __all__ = [
     "unwrap_data_key",
     "unwrap_local",
     "verify",
+    "verify_bundle",
     "verify_password",
     "wrap_data_key",
     "wrap_local",

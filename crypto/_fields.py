@@ -186,6 +186,10 @@ class BoxKey:
         return self._private.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
+    def exchange(self, public: bytes) -> bytes:
+        """X25519 shared secret with another party's public key (raw 32 bytes)."""
+        return self._private.exchange(X25519PublicKey.from_public_bytes(public))
+
     def unwrap(self, wrapped: str, *, label: str) -> bytes:
         """Open a key sealed to this node by `wrap_to`."""
         raw = _unb64(wrapped)

@@ -26,6 +26,7 @@ from schema._errors import (
 )
 from schema._exchange import (
     incoming,
+    next_page,
     outgoing,
     peer_state,
     pending_since,
@@ -117,6 +118,7 @@ __all__ = [
     "load_policy",
     "metadata",
     "new_id",
+    "next_page",
     "node_counters",
     "node_meta",
     "nodes",

@@ -16,8 +16,9 @@ from sqlalchemy import delete, func, select
 from schema._apply import ApplyResult, apply_batch
 from schema._database import Database
 from schema._entities import ENTITIES
+from schema._gc import gc_horizon
 from schema._plan import coerce
-from schema._produce import ORDER_KEY, parse_cursor, produce
+from schema._produce import ORDER_KEY, at_seq, format_cursor, parse_cursor, produce
 from schema._scope import Scope
 from schema._tables import TABLES, sync_cells, sync_peers, sync_quarantine, sync_rows
 from schema._types import utcnow
@@ -49,6 +50,34 @@ async def outgoing(db: Database, *, sender: str, peer: str, scope: Scope, cursor
     async with db.read() as conn:
         return await produce(conn, sender=sender, cursor=cursor, limit=limit, scope=scope,
                              peer=peer)
+
+
+async def next_page(db: Database, *, sender: str, peer: str, scope: Scope, cursor: str,
+                    limit: int, serve_snapshot: bool) -> Batch:
+    """The next page for `peer` after `cursor`, as headquarters serves it when
+    `serve_snapshot`: a peer starting from nothing, or from before tombstones collected
+    since, gets a snapshot (`reset` in the latter case) whose pages carry an `s` cursor,
+    so walking old sequence numbers on purpose does not trigger another reset.
+    Raises `ValueError` for a malformed cursor."""
+    if not serve_snapshot:
+        parse_cursor(cursor)
+        return await outgoing(db, sender=sender, peer=peer, scope=scope, cursor=cursor,
+                              limit=limit)
+    horizon = await gc_horizon(db)
+    snapshot = cursor == "" or cursor.startswith("s")
+    cursor = cursor[1:] if cursor.startswith("s") else cursor
+    reset = False
+    if not snapshot and parse_cursor(cursor)[0] < horizon:
+        cursor, snapshot, reset = "", True, True
+    parse_cursor(cursor)
+    batch = await outgoing(db, sender=sender, peer=peer, scope=scope, cursor=cursor,
+                           limit=limit)
+    if snapshot:
+        last = parse_cursor(batch.cursor)
+        end = format_cursor(max(last, at_seq(horizon))) if not batch.more else ""
+        batch = msgspec.structs.replace(
+            batch, reset=reset, cursor=("s" + batch.cursor) if batch.more else end)
+    return batch
 
 
 async def incoming(db: Database, batch: Batch, *, node_id: str, peer: str, hq_node: str,

@@ -134,6 +134,24 @@ sync_peers = Table(
 """Per peer: how far we have applied its changes (`pulled`) and how far it has
 acknowledged ours (`pushed`), as the sender's opaque cursors."""
 
+bundle_log = Table(
+    "bundle_log",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("peer_id", String(36), nullable=False, index=True),
+    Column("direction", String(4), nullable=False),
+    Column("number", BigInteger, nullable=False),
+    Column("since", Text, nullable=False),
+    Column("until", Text, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("parts", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+)
+"""Bundles this node exported (`out`) or applied (`in`), per peer: numbers, cursor
+ranges, sizes. Local, never replicated; a re-imported bundle id is a no-op."""
+
 sync_quarantine = Table(
     "sync_quarantine",
     metadata,

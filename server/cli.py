@@ -261,7 +261,7 @@ def init_branch(data_dir: Path, enrol_file: Path, upstream: str | None,
         raise click.ClickException(str(exc)) from None
     hq = {"id": enrolment.hq_node_id, "kind": "hq", "name": "headquarters", "branch": None,
           "public_key": enrolment.hq_public_key, "url": enrolment.hq_url,
-          "enrolled_at": utcnow()}
+          "box_public_key": enrolment.hq_box_public_key or None, "enrolled_at": utcnow()}
 
     async def go() -> Any:
         node, result = await init_node(
@@ -510,3 +510,8 @@ def status_cmd(data_dir: Path, as_json: bool) -> None:
         return
     for key, value in info.items():
         click.echo(f"{key:<17} {value if value is not None else '-'}")
+
+
+from server.cli_bundle import bundle  # noqa: E402  (it builds on the helpers above)
+
+main.add_command(bundle)

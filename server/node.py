@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from crypto import (
+    BoxKey,
     KeyFileError,
     NodeKey,
     TokenSigner,
@@ -238,8 +239,15 @@ async def init_node(
                     {"key": "token_secret", "value": secrets.token_hex(32)},
                     {"key": "signing_key", "value": key.private_hex()},
                 ])
+                # The X25519 key bundles are encrypted to: HQ makes its own, a branch's
+                # comes in its enrolment file with its grants.
+                box = BoxKey.from_hex(grants[0]) if grants is not None else BoxKey.generate()
+                if grants is None:
+                    await conn.execute(node_meta.insert(), [
+                        {"key": "box_key", "value": box.private_hex()}])
                 own = {"id": config.node_id, "kind": role, "name": name,
                        "branch": branch_code, "public_key": key.public_hex(),
+                       "box_public_key": box.public_hex(),
                        "url": public_url, "enrolled_at": utcnow()}
                 await conn.execute(nodes.insert(), [own, *(trusted or [])])
             if root_key is not None:

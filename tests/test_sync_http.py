@@ -28,7 +28,8 @@ async def _branch(tmp_path: Path, hq: Node, code: str) -> tuple[Node, Upstream]:
                                   url="http://testserver.local")
     e = read_enrolment(file, PASS)
     trusted = [{"id": e.hq_node_id, "kind": "hq", "name": "hq", "branch": None,
-                "public_key": e.hq_public_key, "url": e.hq_url, "enrolled_at": utcnow()}]
+                "public_key": e.hq_public_key, "url": e.hq_url, "enrolled_at": utcnow(),
+                "box_public_key": e.hq_box_public_key}]
     env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
     node, _ = await init_node(tmp_path / code, role="branch", name=e.branch_name, environ=env,
                               key_file=tmp_path / f"{code}.key", branch_code=code,

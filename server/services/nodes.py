@@ -15,6 +15,7 @@ from server.errors import AuthError, ForbiddenError, NodeError
 from server.keys import CLASSES, grants_for, record_grants, revoke_grants
 from server.node import Node
 from server.services import org
+from server.services.bundles import own_box_public
 
 
 async def add_branch(node: Node, *, code: str, name: str, out: Path, passphrase: str,
@@ -58,7 +59,8 @@ async def add_branch(node: Node, *, code: str, name: str, out: Path, passphrase:
         node_id=node_id, node_key=key.private_hex(), branch_code=existing["code"],
         branch_name=name, hq_node_id=node.node_id, hq_public_key=node.key.public_hex(),
         hq_url=url or node.settings.node.public_url, expires_at=new_expiry(),
-        box_key=box.private_hex(), grants=grants), passphrase)
+        box_key=box.private_hex(), grants=grants,
+        hq_box_public_key=await own_box_public(node)), passphrase)
     return {"node_id": node_id, "branch": existing["code"]}
 
 

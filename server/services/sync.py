@@ -5,20 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import msgspec
-
 from schema import (
     Scope,
     collect_tombstones,
-    gc_horizon,
     incoming,
-    outgoing,
+    next_page,
     pending_since,
     quarantine_count,
     record_peer,
     utcnow,
 )
-from schema._produce import at_seq, format_cursor, parse_cursor
+from schema._produce import parse_cursor
 from server.errors import BadRequestError
 from server.node import Node
 from sync import PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest
@@ -44,25 +41,13 @@ async def pull(node: Node, peer: dict[str, Any], request: PullRequest) -> Batch:
     peer's cursor is older than tombstones collected since."""
     _check(peer, request.protocol, request.node)
     scope = Scope(peer["branch"]) if peer["kind"] != "hq" else Scope()
-    # Snapshot pages (a bootstrap, or a rebuild after a reset) carry an "s" cursor: they
-    # walk old sequence numbers on purpose and must not trigger another reset.
-    horizon = await gc_horizon(node.db)
-    snapshot = request.cursor == "" or request.cursor.startswith("s")
-    cursor = request.cursor[1:] if request.cursor.startswith("s") else request.cursor
-    reset = False
     try:
-        parse_cursor(cursor)
+        batch = await next_page(node.db, sender=node.node_id, peer=peer["id"], scope=scope,
+                                cursor=request.cursor,
+                                limit=max(1, min(request.limit, MAX_PAGE)), serve_snapshot=True)
     except ValueError:
         raise ProtocolError("malformed cursor") from None
-    if not snapshot and parse_cursor(cursor)[0] < horizon:
-        cursor, snapshot, reset = "", True, True
-    batch = await outgoing(node.db, sender=node.node_id, peer=peer["id"], scope=scope,
-                           cursor=cursor, limit=max(1, min(request.limit, MAX_PAGE)))
-    if snapshot:
-        last = parse_cursor(batch.cursor)
-        end = format_cursor(max(last, at_seq(horizon))) if not batch.more else ""
-        batch = msgspec.structs.replace(
-            batch, reset=reset, cursor=("s" + batch.cursor) if batch.more else end)
+    snapshot = request.cursor == "" or request.cursor.startswith("s") or batch.reset
     # The cursor a peer asks from is what it has applied of ours: its acknowledgement
     # (a snapshot still under way acknowledges nothing yet).
     if snapshot:

@@ -35,6 +35,24 @@ def upgrade() -> None:
         sa.UniqueConstraint("code", name=op.f("uq_branches_code")),
     )
     op.create_table(
+        "bundle_log",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("peer_id", sa.String(length=36), nullable=False),
+        sa.Column("direction", sa.String(length=4), nullable=False),
+        sa.Column("number", sa.BigInteger(), nullable=False),
+        sa.Column("since", sa.Text(), nullable=False),
+        sa.Column("until", sa.Text(), nullable=False),
+        sa.Column("rows", sa.BigInteger(), nullable=False),
+        sa.Column("parts", sa.Integer(), nullable=False),
+        sa.Column("bytes", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_bundle_log")),
+    )
+    with op.batch_alter_table("bundle_log", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_bundle_log_peer_id"), ["peer_id"], unique=False)
+
+    op.create_table(
         "change_requests",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("table_name", sa.String(length=32), nullable=False),
@@ -499,5 +517,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_change_requests_customer_id"))
 
     op.drop_table("change_requests")
+    with op.batch_alter_table("bundle_log", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_bundle_log_peer_id"))
+
+    op.drop_table("bundle_log")
     op.drop_table("branches")
     # ### end Alembic commands ###
