@@ -18,6 +18,14 @@ from branches._client import SyncReport, Upstream, call, sync_once
 from branches._enrol import Enrolment, new_expiry, read_enrolment, write_enrolment
 from branches._errors import BranchError, EnrolmentError, UpstreamError
 from branches._loop import run_forever
+from branches._mail import (
+    Mailbox,
+    MailError,
+    fetch_imap,
+    fetch_maildir,
+    read_eml,
+    send_parts,
+)
 
 __all__ = [
     "BranchError",
@@ -29,16 +37,22 @@ __all__ = [
     "ExportReport",
     "Folders",
     "ImportReport",
+    "MailError",
+    "Mailbox",
     "SyncReport",
     "Upstream",
     "UpstreamError",
     "call",
     "cursor_key",
     "export_bundle",
+    "fetch_imap",
+    "fetch_maildir",
     "import_bundles",
     "new_expiry",
+    "read_eml",
     "read_enrolment",
     "run_forever",
+    "send_parts",
     "sync_once",
     "write_enrolment",
 ]

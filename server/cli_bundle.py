@@ -115,3 +115,98 @@ def bundle_import(data_dir: Path, files: tuple[Path, ...]) -> None:
 
 
 __all__ = ["bundle", "do_export", "do_import", "parse_size"]
+
+
+def _mailbox(host: str, port: int | None, security: str, user: str | None,
+             password_env: str, cafile: Path | None) -> Any:
+    import os
+
+    from branches import Mailbox
+
+    default = {"tls": 465, "starttls": 587, "none": 25}
+    return Mailbox(host=host, port=port or default[security], security=security,  # type: ignore[arg-type]
+                   username=user, password=os.environ.get(password_env) if user else None,
+                   cafile=str(cafile) if cafile else None)
+
+
+_security = click.Choice(["tls", "starttls", "none"])
+
+
+@bundle.command("send")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="The node's data directory.")
+@click.option("--to", "to", required=True, help="The peer (branch code or node id, or `hq`).")
+@click.option("--smtp-host", required=True, help="SMTP server.")
+@click.option("--smtp-port", type=int, help="Default: 465 (tls), 587 (starttls), 25 (none).")
+@click.option("--smtp-security", type=_security, default="starttls", show_default=True)
+@click.option("--smtp-user", help="Login (password from BRANCHLINE_SMTP_PASSWORD).")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="CA certificate(s) to trust for a server with its own certificate.")
+@click.option("--mail-from", required=True, help="Sender address.")
+@click.option("--mail-to", required=True, help="The peer's bundle mailbox.")
+@click.option("--max-part-size", default="10MB", show_default=True,
+              help="Largest attachment per message.")
+@click.option("--ttl-days", default=30.0, show_default=True)
+def bundle_send(data_dir: Path, to: str, smtp_host: str, smtp_port: int | None,
+                smtp_security: str, smtp_user: str | None, ca_file: Path | None,
+                mail_from: str, mail_to: str, max_part_size: str, ttl_days: float) -> None:
+    """Export a bundle for the peer and mail its parts, one message per part."""
+    import tempfile
+
+    from branches import send_parts
+
+    box = _mailbox(smtp_host, smtp_port, smtp_security, smtp_user,
+                   "BRANCHLINE_SMTP_PASSWORD", ca_file)
+    with tempfile.TemporaryDirectory(prefix="branchline-send-") as tmp:
+        info = do_export(data_dir, to, Path(tmp), parse_size(max_part_size), ttl_days)
+        sent = send_parts(box, info["files"], mail_from=mail_from, mail_to=mail_to,
+                          subject=f"Branchline bundle #{info['number']}")
+    click.echo(f"Bundle #{info['number']}: {info['rows']} rows in {sent} message(s) to "
+               f"{mail_to}")
+
+
+@bundle.command("receive")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="The node's data directory.")
+@click.option("--imap-host", help="IMAP server (TLS by default).")
+@click.option("--imap-port", type=int, help="Default: 993 (tls), 143 (starttls, none).")
+@click.option("--imap-security", type=_security, default="tls", show_default=True)
+@click.option("--imap-user", help="Login (password from BRANCHLINE_IMAP_PASSWORD).")
+@click.option("--folder", default="INBOX", show_default=True)
+@click.option("--move-to", help="Move processed messages to this folder (else mark read).")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="CA certificate(s) to trust for a server with its own certificate.")
+@click.option("--maildir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Read a local Maildir instead of IMAP.")
+@click.argument("eml", nargs=-1, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def bundle_receive(data_dir: Path, imap_host: str | None, imap_port: int | None,
+                   imap_security: str, imap_user: str | None, folder: str,
+                   move_to: str | None, ca_file: Path | None, maildir: Path | None,
+                   eml: tuple[Path, ...]) -> None:
+    """Fetch bundle parts from IMAP, a Maildir or saved .eml files and import them.
+    Messages are marked read (or moved) only after their bundles were processed."""
+    import tempfile
+
+    from branches import fetch_imap, fetch_maildir, read_eml
+
+    if sum(bool(x) for x in (imap_host, maildir, eml)) != 1:
+        raise click.UsageError("give exactly one of --imap-host, --maildir or .eml files")
+    outcome: dict[str, Any] = {"ok": True, "messages": 0}
+
+    def handle(files: list[Path]) -> None:
+        if files:
+            outcome["ok"] = do_import(data_dir, files).ok and outcome["ok"]
+
+    with tempfile.TemporaryDirectory(prefix="branchline-receive-") as tmp:
+        into = Path(tmp)
+        if imap_host:
+            box = _mailbox(imap_host, imap_port or (993 if imap_security == "tls" else 143),
+                           imap_security, imap_user, "BRANCHLINE_IMAP_PASSWORD", ca_file)
+            outcome["messages"] = fetch_imap(box, into, handle, folder=folder, move_to=move_to)
+        elif maildir:
+            outcome["messages"] = fetch_maildir(maildir, into, handle)
+        else:
+            files = read_eml(eml, into)
+            outcome["messages"] = len(eml)
+            handle(files)
+    click.echo(f"{outcome['messages']} message(s) processed")
+    if not outcome["ok"]:
+        raise click.exceptions.Exit(1)

@@ -29,7 +29,7 @@ async def _notes(node: Node, customer_id: str) -> Any:
         return (await conn.execute(select(t.c.notes).where(t.c.id == customer_id))).scalar()
 
 
-async def test_bundle_round_trip_carries_changes_and_acknowledgements(
+async def test_bundle_resumes_from_ack_and_carries_acknowledgements(
         tmp_path: Path, node: Node, client: Client, clerk: dict[str, str]) -> None:
     branch, _ = await _branch(tmp_path, node, "S061")
     try:
@@ -89,7 +89,7 @@ async def test_parts_in_any_order_and_a_missing_part_is_named(
         await branch.close()
 
 
-async def test_a_bundle_after_a_gap_waits_for_the_earlier_one(
+async def test_bundle_gap_waits_for_the_earlier_one(
         tmp_path: Path, node: Node, client: Client, clerk: dict[str, str]) -> None:
     branch, _ = await _branch(tmp_path, node, "S063")
     try:
@@ -115,7 +115,7 @@ async def test_a_bundle_after_a_gap_waits_for_the_earlier_one(
         await branch.close()
 
 
-async def test_tampered_truncated_foreign_expired_and_revoked_bundles_are_refused(
+async def test_bundle_verified_before_decrypt_refuses_tampered_foreign_expired_revoked(
         tmp_path: Path, node: Node, client: Client, clerk: dict[str, str]) -> None:
     branch, _ = await _branch(tmp_path, node, "S064")
     other, _ = await _branch(tmp_path, node, "S065")
@@ -162,3 +162,55 @@ async def test_tampered_truncated_foreign_expired_and_revoked_bundles_are_refuse
     finally:
         await branch.close()
         await other.close()
+
+
+async def test_bundle_applies_whole_or_not_at_all(
+        tmp_path: Path, node: Node, client: Client, clerk: dict[str, str]) -> None:
+    """A correctly signed bundle whose second frame is damaged: nothing of the first
+    frame stays applied."""
+    from branches._bundles import (
+        FRAME_BATCH,
+        BundleHeader,
+        PartHeader,
+        Sealer,
+        frame,
+        part_name,
+        write_parts,
+    )
+    from schema import Scope, outgoing
+    from server.services.bundles import bundle_node
+    from sync import PROTOCOL_VERSION, compress, encode
+
+    branch, _ = await _branch(tmp_path, node, "S066")
+    try:
+        await _customer(client, clerk, branch="S066")
+        me = await bundle_node(node)
+        async with node.db.read() as conn:
+            from schema import nodes
+
+            box = (await conn.execute(select(nodes.c.box_public_key).where(
+                nodes.c.id == branch.node_id))).scalar_one()
+        batch = await outgoing(node.db, sender=node.node_id, peer=branch.node_id,
+                               scope=Scope("S066"), cursor="", limit=1000)
+        assert batch.rows
+        now = utcnow()
+        header = BundleHeader(bundle_id="0" * 8 + "-bad", sender=node.node_id,
+                              recipient=branch.node_id, number=1, created_at=now,
+                              expires_at=now + timedelta(days=1), schema=1,
+                              protocol=PROTOCOL_VERSION, since="", ack="")
+        out = tmp_path / "bad"
+        out.mkdir()
+        sealer = Sealer(out, header, me.key, box)
+        sealer.writer.write(frame(FRAME_BATCH, compress(encode(batch))))
+        sealer.writer.write(frame(FRAME_BATCH, b"\x28\xb5\x2f\xfd garbage"))
+        sealer.close()
+        files = write_parts(sealer.path, out, PartHeader(
+            bundle_id=header.bundle_id, sender=node.node_id, recipient=branch.node_id,
+            number=1, part=1, parts=1), 1 << 20, lambda p, n: part_name("hq", "s066", 1,
+                                                                        header.bundle_id, p, n))
+        sealer.discard()
+        report = await import_files(branch, files)
+        assert not report.ok and "nothing applied" in report.rejected[0]
+        assert await _names(branch) == set()
+    finally:
+        await branch.close()
