@@ -98,7 +98,7 @@ def encode_header(header: BundleHeader) -> bytes:
 def decode_header(data: bytes) -> BundleHeader:
     try:
         header = _header_dec.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"bundle header is malformed: {exc}") from None
     if header.format != FORMAT:
         raise BundleError(f"bundle header format {header.format} is not supported")
@@ -134,7 +134,7 @@ def read_frames(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
 def decode_end(data: bytes) -> BundleEnd:
     try:
         return _end_dec.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"bundle trailer is malformed: {exc}") from None
 
 
@@ -181,7 +181,7 @@ def read_part_header(path: Path) -> tuple[PartHeader, int]:
         raw = f.read(size)
     try:
         header = _part_dec.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise BundleError("bundle file header is damaged") from None
     if not 1 <= header.part <= header.parts or header.parts > 100_000:
         raise BundleError("bundle file header is damaged (part numbers)")

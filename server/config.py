@@ -126,7 +126,7 @@ def read_config(data_dir: Path) -> NodeConfig:
         config = _decoder.decode(path.read_bytes())
     except FileNotFoundError:
         raise NodeError(f"{data_dir} is not a Branchline node (run `branchline init`)") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise NodeError(f"{path} is malformed: {exc}") from None
     if config.format != CONFIG_FORMAT:
         raise NodeError(f"{path} has format {config.format}; this version reads {CONFIG_FORMAT}")
