@@ -13,7 +13,13 @@ from branches._bundle_sync import (
     export_bundle,
     import_bundles,
 )
-from branches._bundles import BundleHeader, BundleRejected, Folders, cursor_key
+from branches._bundles import (
+    BundleHeader,
+    BundleRejected,
+    Folders,
+    cursor_key,
+    read_part_header,
+)
 from branches._client import SyncReport, Upstream, call, sync_once
 from branches._enrol import Enrolment, new_expiry, read_enrolment, write_enrolment
 from branches._errors import BranchError, EnrolmentError, UpstreamError
@@ -51,6 +57,7 @@ __all__ = [
     "new_expiry",
     "read_eml",
     "read_enrolment",
+    "read_part_header",
     "run_forever",
     "send_parts",
     "sync_once",

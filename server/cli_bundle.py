@@ -210,3 +210,40 @@ def bundle_receive(data_dir: Path, imap_host: str | None, imap_port: int | None,
     click.echo(f"{outcome['messages']} message(s) processed")
     if not outcome["ok"]:
         raise click.exceptions.Exit(1)
+
+
+@bundle.command("watch")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="The node's data directory.")
+@click.option("--inbox", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder where bundles for this node appear (USB stick, shared folder).")
+@click.option("--outbox", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder where this node's bundles are written.")
+@click.option("--to", "peers", multiple=True,
+              help="At HQ: only these branches (default: every enrolled branch).")
+@click.option("--interval", default=60.0, show_default=True, help="Seconds between cycles.")
+@click.option("--max-part-size", default="10MB", show_default=True)
+@click.option("--once", is_flag=True, help="Run one cycle and exit.")
+def bundle_watch(data_dir: Path, inbox: Path, outbox: Path, peers: tuple[str, ...],
+                 interval: float, max_part_size: str, once: bool) -> None:
+    """Folder mode: import what appears in the inbox (once a file has stopped growing)
+    and export new changes to the outbox on a schedule. A new bundle replaces the
+    older ones for the same peer still in the outbox (it covers them)."""
+    import asyncio
+
+    from server.services.bundles import watch_once
+
+    max_part = parse_size(max_part_size)
+    inbox.mkdir(parents=True, exist_ok=True)
+
+    async def go(node: Any) -> None:
+        acks: dict[str, str] = {}
+        while True:
+            for line in await watch_once(node, inbox, outbox, peers=list(peers) or None,
+                                         max_part=max_part, settle_seconds=0 if once else 2,
+                                         last_ack=acks):
+                click.echo(line)
+            if once:
+                return
+            await asyncio.sleep(interval)
+
+    run(_with_node(data_dir, go))

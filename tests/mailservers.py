@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import os
 import shutil
 import socket
@@ -37,6 +38,11 @@ class MailSetup:
     imap_port: int
     cafile: Path
     maildir: Path
+    """The first user's Maildir."""
+    home: Path
+
+    def maildir_of(self, user: str) -> Path:
+        return self.home / user / "Maildir"
 
 
 def _free_port() -> int:
@@ -85,8 +91,8 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 def _dovecot_conf(root: Path, home: Path, cert: Path, key: Path, port: int, uid: int,
                   gid: int) -> str:
     return f"""
-base_dir = {root}/run
-state_dir = {root}/state
+base_dir = {home}/.run
+state_dir = {home}/.state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
@@ -124,10 +130,11 @@ service imap-login {{
 
 
 @contextmanager
-def mail_servers(root: Path) -> Iterator[MailSetup]:
-    """SMTP (STARTTLS, AUTH PLAIN/LOGIN) delivering to USER's Maildir, and IMAPS on it."""
+def mail_servers(root: Path, users: tuple[str, ...] = (USER,)) -> Iterator[MailSetup]:
+    """SMTP (STARTTLS, AUTH PLAIN/LOGIN; every user logs in with PASSWORD) delivering
+    each message to the Maildir of its recipient's local part (`hq@…` → user `hq`),
+    and IMAPS on those Maildirs."""
     from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Mailbox
     from aiosmtpd.smtp import AuthResult
 
     dovecot = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -137,18 +144,20 @@ def mail_servers(root: Path) -> Iterator[MailSetup]:
     cert, key = make_certificate(root)
     # The mail user (nobody, when the tests run as root) must reach its home: not
     # below pytest's private (0700) temporary directory.
-    home = Path(tempfile.mkdtemp(prefix="branchline-mail-"))
+    # Short, too: dovecot's unix sockets live here, and socket paths are limited to
+    # about 100 bytes.
+    home = Path(tempfile.mkdtemp(prefix="blmail-", dir="/tmp"))
     home.chmod(0o755)
-    maildir = home / USER / "Maildir"
-    for sub in ("cur", "new", "tmp"):
-        (maildir / sub).mkdir(parents=True, exist_ok=True)
     uid, gid = (65534, 65534) if os.getuid() == 0 else (os.getuid(), os.getgid())
-    if os.getuid() == 0:
-        for path in [home / USER, maildir,
-                     *(maildir / s for s in ("cur", "new", "tmp"))]:
-            os.chown(path, uid, gid)
-    for d in ("run", "state"):
-        (root / d).mkdir(exist_ok=True)
+    for user in users:
+        maildir = home / user / "Maildir"
+        for sub in ("cur", "new", "tmp"):
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
+        if os.getuid() == 0:
+            for path in [home / user, maildir, *(maildir / s for s in ("cur", "new", "tmp"))]:
+                os.chown(path, uid, gid)
+    for d in (".run", ".state"):
+        (home / d).mkdir(exist_ok=True)
     imap_port, smtp_port = _free_port(), _free_port()
     conf = root / "dovecot.conf"
     conf.write_text(_dovecot_conf(root, home, cert, key, imap_port, uid, gid))
@@ -157,28 +166,39 @@ def mail_servers(root: Path) -> Iterator[MailSetup]:
 
     def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
                      auth_data: Any) -> AuthResult:
-        ok = (getattr(auth_data, "login", None) == USER.encode()
+        ok = (getattr(auth_data, "login", b"").decode() in users
               and getattr(auth_data, "password", None) == PASSWORD.encode())
         return AuthResult(success=ok)
 
-    class Deliver(Mailbox):  # type: ignore[misc]
-        """Deliver as the mailbox owner would: readable by dovecot's mail user."""
+    class Deliver:
+        """Deliver to each recipient's Maildir, readable by dovecot's mail user."""
 
-        def handle_message(self, message: Any) -> None:
-            super().handle_message(message)
-            if os.getuid() == 0:
-                for f in (maildir / "new").iterdir():
-                    os.chown(f, uid, gid)
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            import mailbox
+
+            for rcpt in envelope.rcpt_tos:
+                user = rcpt.split("@")[0]
+                if user not in users:
+                    return "550 no such mailbox"
+                box = mailbox.Maildir(home / user / "Maildir", create=False)
+                box.add(envelope.original_content or envelope.content)
+                if os.getuid() == 0:
+                    for f in (home / user / "Maildir" / "new").iterdir():
+                        os.chown(f, uid, gid)
+            return "250 OK"
 
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
-    controller = Controller(Deliver(maildir), hostname="127.0.0.1", port=smtp_port,
+    controller = Controller(Deliver(), hostname="127.0.0.1", port=smtp_port,
                             tls_context=tls, require_starttls=True,
                             authenticator=authenticate, auth_require_tls=True)
+    # aiosmtpd warns about its own deprecated attribute on every login.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     controller.start()
     try:
         _wait(imap_port, proc, root / "dovecot.log")
-        yield MailSetup(smtp_port=smtp_port, imap_port=imap_port, cafile=cert, maildir=maildir)
+        yield MailSetup(smtp_port=smtp_port, imap_port=imap_port, cafile=cert,
+                        maildir=home / users[0] / "Maildir", home=home)
     finally:
         controller.stop()
         proc.terminate()

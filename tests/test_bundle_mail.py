@@ -44,7 +44,7 @@ async def test_bundle_parts_travel_by_smtp_and_imap(
             assert len(sent.files) >= 2
             count = await asyncio.to_thread(send_parts, smtp, sent.files,
                                             mail_from="hq@example.com",
-                                            mail_to="s071@example.com", subject="bundle")
+                                            mail_to=f"{USER}@example.com", subject="bundle")
             assert count == len(sent.files)
             # What went over the wire and sits in the mailbox holds no customer secret.
             for f in (mail.maildir / "new").iterdir():
@@ -70,9 +70,10 @@ async def test_bundle_parts_travel_by_smtp_and_imap(
             with pytest.raises(MailError, match="login refused"):
                 await asyncio.to_thread(fetch_imap, bad, inbox, again.extend)
             untrusted = Mailbox("127.0.0.1", mail.smtp_port, "starttls", USER, PASSWORD)
-            with pytest.raises(MailError, match=r"sending mail via 127\.0\.0\.1"):
+            with pytest.raises(MailError, match="CERTIFICATE_VERIFY_FAILED"):
                 await asyncio.to_thread(send_parts, untrusted, sent.files,
-                                        mail_from="a@b", mail_to="c@d", subject="x")
+                                        mail_from="a@b", mail_to=f"{USER}@example.com",
+                                        subject="x")
     finally:
         await branch.close()
 

@@ -70,6 +70,13 @@ class PeerHealth(Struct, kw_only=True):
     batches_in: int
     quarantined: int
     clock_offset_ms: int | None
+    bundles_sent: int = 0
+    bundles_received: int = 0
+    bundles_acknowledged: int = 0
+    """Bundles sent to the peer whose changes it has acknowledged since."""
+    bundles_waiting: list[str] = []
+    """The peer's bundles this node holds but cannot apply yet: missing parts, or an
+    earlier bundle not received (a gap)."""
 
 
 class SyncHealth(Struct, kw_only=True):

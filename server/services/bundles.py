@@ -18,9 +18,10 @@ from branches import (
     cursor_key,
     export_bundle,
     import_bundles,
+    read_part_header,
 )
-from crypto import BoxKey
-from schema import node_meta, nodes, peer_state
+from crypto import BoxKey, BundleError
+from schema import node_meta, nodes, peer_state, pending_since
 from schema._tables import bundle_log
 from server.errors import NodeError
 from server.node import Node
@@ -114,15 +115,73 @@ async def bundle_health(node: Node, peer_id: str) -> dict[str, Any]:
         mark = cursor_key(state["pushed"])
         acked = sum(r[2] for r in rows if r.direction == "out" and cursor_key(r.until) <= mark)
     pending_dir = node.settings.data_dir / "bundles" / "pending"
-    waiting = sorted({p.name.split(".part")[0] for p in pending_dir.glob("*.blb")}
-                     ) if pending_dir.is_dir() else []
+    groups: dict[tuple[int, str], tuple[set[int], int]] = {}
+    for p in sorted(pending_dir.glob("*.blb")) if pending_dir.is_dir() else []:
+        try:
+            head = read_part_header(p)[0]
+        except (OSError, BundleError):
+            continue
+        if head.sender == peer_id:
+            have, _ = groups.setdefault((head.number, head.bundle_id), (set(), head.parts))
+            have.add(head.part)
+    waiting = [f"bundle #{number} ({bundle_id[:8]}): "
+               + (f"{len(have)} of {parts} parts here" if len(have) < parts
+                  else "waits for an earlier bundle")
+               for (number, bundle_id), (have, parts) in sorted(groups.items())]
     return {"bundles_sent": sent, "bundles_received": received,
             "bundles_acknowledged": acked, "bundles_waiting": waiting}
 
 
 async def pending_for(node: Node, to: str) -> int:
     """How many changes an export to `to` would carry at most (for a progress bar)."""
-    from schema import pending_since
-
     peer = await resolve_peer(node, to)
     return await pending_since(node.db, (await peer_state(node.db, peer))["pushed"])
+
+
+async def watch_once(node: Node, inbox: Path, outbox: Path, *, peers: list[str] | None,
+                     max_part: int, settle_seconds: float = 2.0,
+                     last_ack: dict[str, str] | None = None) -> list[str]:
+    """One cycle of folder mode: import the bundle files that have finished arriving in
+    `inbox`, then export to each peer that has something new for it into `outbox`
+    (replacing that peer's older bundles there: the new one covers them). Returns one
+    line per thing done."""
+    import time
+
+    lines: list[str] = []
+    now = time.time()
+    ready = [p for p in sorted(inbox.glob("*.blb"))
+             if p.is_file() and now - p.stat().st_mtime >= settle_seconds]
+    if ready:
+        report = await import_files(node, ready)
+        lines += report.applied + report.skipped + report.waiting
+        lines += [f"refused: {r}" for r in report.rejected]
+        for p in ready:  # applied, or kept in pending/ or quarantine/ by the import
+            p.unlink(missing_ok=True)
+    if node.role == "hq":
+        async with node.db.read() as conn:
+            enrolled = [str(r.id) for r in await conn.execute(select(nodes.c.id).where(
+                nodes.c.kind == "branch", nodes.c.revoked_at.is_(None)))]
+        targets = [await resolve_peer(node, p) for p in peers] if peers else enrolled
+    else:
+        targets = [node.hq_node_id]
+    acks = last_ack if last_ack is not None else {}
+    outbox.mkdir(parents=True, exist_ok=True)
+    for peer in targets:
+        state = await peer_state(node.db, peer)
+        waiting = await pending_since(node.db, state["pushed"])
+        if not waiting and acks.get(peer) == state["pulled"]:
+            continue
+        older = []
+        for p in outbox.glob("*.blb"):
+            try:
+                if read_part_header(p)[0].recipient == peer:
+                    older.append(p)
+            except (OSError, BundleError):  # not ours to judge: leave it
+                continue
+        sent = await export_bundle(await bundle_node(node), peer, outbox, max_part=max_part)
+        for p in older:
+            p.unlink(missing_ok=True)
+        acks[peer] = state["pulled"]
+        lines.append(f"exported bundle #{sent.number} to {peer}: {sent.rows} rows, "
+                     f"{len(sent.files)} file(s)")
+    return lines

@@ -18,6 +18,7 @@ from schema import (
 from schema._produce import parse_cursor
 from server.errors import BadRequestError
 from server.node import Node
+from server.services.bundles import bundle_health
 from sync import PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest
 
 SCHEMA_VERSION = 1
@@ -107,5 +108,6 @@ async def health(node: Node, known: list[dict[str, Any]]) -> list[dict[str, Any]
             "batches_in": state["batches_in"],
             "quarantined": await quarantine_count(node.db, n["id"]),
             "clock_offset_ms": state["clock_offset_ms"],
+            **await bundle_health(node, n["id"]),
         })
     return out
