@@ -34,10 +34,22 @@ def parse_size(text: str) -> int:
 
 
 @contextmanager
-def progress(label: str, total: int) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on a terminal (stderr); nothing when output goes elsewhere."""
-    if not sys.stderr.isatty() or total <= 0:
+def progress(label: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on a terminal (stderr), or a running count when the total is not
+    known in advance; nothing at all when output goes elsewhere (scripts, logs)."""
+    if not sys.stderr.isatty() or total == 0:
         yield None
+        return
+    if total is None:
+        done = [0]
+
+        def count(rows: int) -> None:
+            done[0] += rows
+            click.echo(f"\r{label}: {done[0]} rows", nl=False, err=True)
+
+        yield count
+        if done[0]:
+            click.echo("", err=True)
         return
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar.update
@@ -90,7 +102,8 @@ def do_import(data_dir: Path, files: list[Path]) -> Any:
     from server.services.bundles import import_files
 
     async def go(node: Any) -> Any:
-        return await import_files(node, files)
+        with progress("Importing", None) as bar:
+            return await import_files(node, files, bar)
 
     report = run(_with_node(data_dir, go))
     for line in report.applied + report.skipped + report.waiting:

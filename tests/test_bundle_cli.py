@@ -97,3 +97,33 @@ def test_a_week_of_e_mail_only_exchange_ends_converged(tmp_path: Path) -> None:
     assert "ALL CHECKS PASSED" in out and "[FAIL]" not in out, out
     assert "(the store's mail is lost today)" in out and "arrives twice" in out
     assert "[OK] HQ and the store show the same customers, field by field" in out
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    import pty
+    import select
+
+    from tests.test_cli import BIN
+
+    hq, _ = _hq_and_branch(tmp_path)
+    quiet = cli(tmp_path, "bundle", "export", "--data", str(hq), "--to", "S001", "--out",
+                str(tmp_path / "a"))
+    assert quiet.code == 0 and quiet.err == "", quiet
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRANCHLINE_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([str(BIN), "bundle", "export", "--data", str(hq), "--to", "S001",
+                            "--out", str(tmp_path / "b")], env=env, stdout=subprocess.PIPE,
+                           stderr=slave, stdin=subprocess.DEVNULL, timeout=60, check=False)
+        shown = b""
+        while select.select([master], [], [], 0.5)[0]:
+            chunk = os.read(master, 65536)
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 0
+    assert b"Exporting" in shown, shown
