@@ -33,9 +33,8 @@ from branches._bundles import (
     PartHeader,
     Sealer,
     cursor_key,
+    decode_batch,
     decode_end,
-    end_frame,
-    frame,
     header_of,
     keep_pending,
     open_sealed,
@@ -53,7 +52,7 @@ from schema._apply import apply_batch
 from schema._exchange import next_page
 from schema._tables import bundle_log
 from schema._upsert import upsert
-from sync import PROTOCOL_VERSION, Batch, compress, decode, decompress, encode
+from sync import PROTOCOL_VERSION
 
 SCHEMA_VERSION = 1
 
@@ -138,7 +137,7 @@ async def export_bundle(node: BundleNode, peer_id: str, out_dir: Path, *,
         while True:
             batch = await next_page(node.db, sender=node.node_id, peer=peer_id, scope=scope,
                                     cursor=cursor, limit=node.page_rows, serve_snapshot=serve)
-            sealer.writer.write(frame(FRAME_BATCH, compress(encode(batch))))
+            sealer.payload.batch(batch)
             rows += len(batch.rows)
             batches += 1
             cursor = batch.cursor
@@ -146,7 +145,7 @@ async def export_bundle(node: BundleNode, peer_id: str, out_dir: Path, *,
                 progress(len(batch.rows))
             if not batch.more:
                 break
-        sealer.writer.write(end_frame(BundleEnd(until=cursor, batches=batches, rows=rows)))
+        sealer.payload.end(BundleEnd(until=cursor, batches=batches, rows=rows))
         sealer.close()
         base = PartHeader(bundle_id=header.bundle_id, sender=node.node_id, recipient=peer_id,
                           number=number, part=1, parts=1)
@@ -317,8 +316,8 @@ async def _apply(node: BundleNode, header: BundleHeader, stream: Any, name: str,
                 continue
             if kind != FRAME_BATCH or end is not None:
                 raise BundleError("bundle holds an unknown or misplaced frame")
-            batch = decode(decompress(payload))
-            if not isinstance(batch, Batch) or batch.sender != header.sender:
+            batch = decode_batch(payload)
+            if batch.sender != header.sender:
                 raise BundleError("bundle holds a batch of another sender")
             if batch.reset:
                 raise BundleError("the sender asks for a rebuild from a snapshot: sync "

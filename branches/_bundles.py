@@ -11,6 +11,7 @@ after changes not yet received waits in the pending folder until the gap is fill
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import struct
@@ -20,14 +21,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import msgspec
+import zstandard
 
 from branches._errors import BranchError
 from crypto import BoxKey, BundleError, BundleWriter, NodeKey, open_bundle, read_header
 from crypto import verify_bundle as verify_signature
 from schema._produce import parse_cursor
+from sync import Batch, decode, encode
 
 FORMAT = 1
 PART_MAGIC = b"BLPART"
@@ -105,20 +108,71 @@ def decode_header(data: bytes) -> BundleHeader:
     return header
 
 
+ZSTD_LEVEL = 9
+"""Bundles are not latency-bound: a stronger level than online sync's, over one stream
+for the whole bundle (context carries across batches)."""
+
+
 def frame(kind: int, payload: bytes) -> bytes:
-    """One frame of the sealed payload: type byte, length, bytes."""
+    """One frame of the payload: type byte, length, bytes."""
     return struct.pack(">BI", kind, len(payload)) + payload
 
 
-def end_frame(end: BundleEnd) -> bytes:
-    return frame(FRAME_END, _enc.encode(end))
+class PayloadWriter:
+    """Frames, zstd-compressed as one stream, into a sealed bundle."""
+
+    def __init__(self, writer: BundleWriter) -> None:
+        self._writer = writer
+        self._z = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
+
+    def batch(self, batch: Batch) -> None:
+        self._writer.write(self._z.compress(frame(FRAME_BATCH, encode(batch))))
+
+    def end(self, end: BundleEnd) -> None:
+        self._writer.write(self._z.compress(frame(FRAME_END, _enc.encode(end)))
+                           + self._z.flush())
+
+    def raw(self, data: bytes) -> None:
+        """Bytes as they are (tests build damaged bundles with it)."""
+        self._writer.write(self._z.compress(data))
+
+
+class _Chunks(io.RawIOBase):
+    """A readable file over decrypted chunks, for the streaming decompressor."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._left = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            self._left = next(self._chunks, b"")
+            if not self._left:
+                return 0
+        size = min(len(buffer), len(self._left))
+        buffer[:size] = self._left[:size]
+        self._left = self._left[size:]
+        return size
+
+
+def _inflate(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Decompress the payload stream in bounded pieces (never a whole bundle)."""
+    try:
+        source = cast("IO[bytes]", io.BufferedReader(_Chunks(chunks)))
+        yield from zstandard.ZstdDecompressor().read_to_iter(source,
+                                                             read_size=1 << 16,
+                                                             write_size=1 << 17)
+    except zstandard.ZstdError as exc:
+        raise BundleError(f"bundle payload does not decompress: {exc}") from None
 
 
 def read_frames(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
     """Frames out of decrypted chunks, holding at most one frame in memory."""
     buffer = bytearray()
-    for chunk in chunks:
-        buffer += chunk
+    for piece in _inflate(chunks):
+        buffer += piece
         while len(buffer) >= 5:
             kind, size = struct.unpack(">BI", buffer[:5])
             if size > 256 * 1024 * 1024:
@@ -129,6 +183,17 @@ def read_frames(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
             del buffer[:5 + size]
     if buffer:
         raise BundleError("bundle ends inside a frame")
+
+
+def decode_batch(data: bytes) -> Batch:
+    """A batch frame's payload; BundleError if it is none."""
+    try:
+        message = decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise BundleError(f"bundle holds a malformed batch: {exc}") from None
+    if not isinstance(message, Batch):
+        raise BundleError("bundle holds another message than a batch")
+    return message
 
 
 def decode_end(data: bytes) -> BundleEnd:
@@ -246,6 +311,7 @@ class Sealer:
     path: Path = field(init=False)
     _file: BinaryIO = field(init=False)
     writer: BundleWriter = field(init=False)
+    payload: PayloadWriter = field(init=False)
 
     def __post_init__(self) -> None:
         fd, name = tempfile.mkstemp(prefix=".bundle-", suffix=".sealing", dir=self.directory)
@@ -253,6 +319,7 @@ class Sealer:
         self._file = os.fdopen(fd, "wb")
         self.writer = BundleWriter(self._file, encode_header(self.header), sender=self.key,
                                    recipient_box_public_hex=self.recipient_box)
+        self.payload = PayloadWriter(self.writer)
 
     def close(self) -> None:
         self.writer.close()

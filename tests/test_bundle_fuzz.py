@@ -18,9 +18,9 @@ from branches._bundles import (
     BundleHeader,
     PartHeader,
     Sealer,
+    decode_batch,
     decode_end,
     decode_header,
-    end_frame,
     frame,
     read_frames,
     read_part_header,
@@ -29,7 +29,7 @@ from crypto import BoxKey, BundleError, NodeKey, open_bundle, read_header, verif
 from schema import TABLES, utcnow
 from server.node import Node
 from server.services.bundles import export_to, import_files
-from sync import Batch, compress, decode, decompress, encode
+from sync import Batch
 from tests.test_field_encryption import Client, _customer
 from tests.test_sync_http import _branch
 
@@ -44,10 +44,10 @@ def _sealed(tmp: Path) -> bytes:
     sealer = Sealer(tmp, header, SENDER, BOX.public_hex())
     batch = Batch(protocol=1, schema=1, sender="s", nodes=[], columns={}, rows=[],
                   cursor="", more=False)
-    sealer.writer.write(frame(1, compress(encode(batch))))
-    for _ in range(3):  # several chunks
-        sealer.writer.write(frame(3, bytes(random.Random(1).randbytes(70_000))))
-    sealer.writer.write(end_frame(BundleEnd(until="", batches=1, rows=0)))
+    sealer.payload.batch(batch)
+    for _ in range(3):  # several chunks (random bytes do not compress)
+        sealer.payload.raw(frame(3, bytes(random.Random(1).randbytes(70_000))))
+    sealer.payload.end(BundleEnd(until="", batches=1, rows=0))
     sealer.close()
     data = sealer.path.read_bytes()
     sealer.discard()
@@ -61,7 +61,7 @@ def _read(data: bytes) -> None:
     verify_bundle(f, SENDER.public_hex())
     for kind, payload in read_frames(open_bundle(f, BOX)):
         if kind == 1:
-            decode(decompress(payload))
+            decode_batch(payload)
         elif kind == 2:
             decode_end(payload)
 

@@ -179,7 +179,7 @@ async def test_bundle_applies_whole_or_not_at_all(
     )
     from schema import Scope, outgoing
     from server.services.bundles import bundle_node
-    from sync import PROTOCOL_VERSION, compress, encode
+    from sync import PROTOCOL_VERSION
 
     branch, _ = await _branch(tmp_path, node, "S066")
     try:
@@ -201,8 +201,8 @@ async def test_bundle_applies_whole_or_not_at_all(
         out = tmp_path / "bad"
         out.mkdir()
         sealer = Sealer(out, header, me.key, box)
-        sealer.writer.write(frame(FRAME_BATCH, compress(encode(batch))))
-        sealer.writer.write(frame(FRAME_BATCH, b"\x28\xb5\x2f\xfd garbage"))
+        sealer.payload.batch(batch)
+        sealer.payload.raw(frame(FRAME_BATCH, b"\x93 not a batch"))
         sealer.close()
         files = write_parts(sealer.path, out, PartHeader(
             bundle_id=header.bundle_id, sender=node.node_id, recipient=branch.node_id,
