@@ -34,12 +34,12 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sync_bench import BIN, _open_node, _setup, _start_hq, _stop, _timed_sync  # noqa: E402
+from sync_bench import BIN, _open_node, _setup, _start_hq, _stop, _timed_sync
 
 
 def _timed(env: dict[str, str], *args: str) -> float:
     start = time.perf_counter()
-    proc = subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True,  # noqa: S603
+    proc = subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"branchline {' '.join(args[:2])} failed: {proc.stderr[-2000:]}")
