@@ -133,6 +133,8 @@ def fetch_imap(box: Mailbox, into: Path, handle: Handler, *, folder: str = "INBO
             if not uids:
                 return 0
             handle(files)
+            if move_to:
+                imap.create(move_to)  # an existing folder answers NO: fine
             for uid in uids:
                 if move_to:
                     imap.uid("COPY", uid, move_to)

@@ -65,6 +65,18 @@ async def test_bundle_parts_travel_by_smtp_and_imap(
             # Processed messages are marked read: a second fetch finds nothing new.
             again: list[Path] = []
             assert await asyncio.to_thread(fetch_imap, imap, inbox, again.extend) == 0
+            # Or moved to another folder once processed.
+            more = await export_to(node, "S071", tmp_path / "more", max_part=1 << 20)
+            await asyncio.to_thread(send_parts, smtp, more.files, mail_from="hq@example.com",
+                                    mail_to=f"{USER}@example.com", subject="bundle")
+            moved: list[Path] = []
+            assert await asyncio.to_thread(fetch_imap, imap, inbox, moved.extend,
+                                           move_to="Processed") == 1
+            assert (await import_files(branch, moved)).ok
+            assert await asyncio.to_thread(fetch_imap, imap, inbox, again.extend) == 0
+            assert await asyncio.to_thread(fetch_imap, imap, inbox, again.extend,
+                                           folder="Processed") == 1  # it is kept there
+
             # Wrong password or an untrusted certificate: one clear error.
             bad = Mailbox("127.0.0.1", mail.imap_port, "tls", USER, "wrong", str(mail.cafile))
             with pytest.raises(MailError, match="login refused"):

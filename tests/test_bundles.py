@@ -146,6 +146,27 @@ async def test_bundle_verified_before_decrypt_refuses_tampered_foreign_expired_r
         assert "addressed to another node" in await refused(sent.files, other)
         sent = await fresh("d", ttl=timedelta(seconds=-1))
         assert "expired" in await refused(sent.files)
+        # A well-formed bundle addressed to the branch from a node nobody enrolled.
+        from branches._bundles import BundleEnd, BundleHeader, PartHeader, Sealer, write_parts
+        from crypto import NodeKey
+        from schema import nodes
+
+        async with branch.db.read() as conn:
+            box = (await conn.execute(select(nodes.c.box_public_key).where(
+                nodes.c.id == branch.node_id))).scalar_one()
+        now = utcnow()
+        stranger = BundleHeader(bundle_id="f" * 36, sender="0" * 36, recipient=branch.node_id,
+                                number=1, created_at=now, expires_at=now + timedelta(days=1),
+                                schema=1, protocol=1, since="", ack="")
+        (tmp_path / "e").mkdir()
+        sealer = Sealer(tmp_path / "e", stranger, NodeKey.generate(), box)
+        sealer.payload.end(BundleEnd(until="", batches=0, rows=0))
+        sealer.close()
+        forged = write_parts(sealer.path, tmp_path / "e", PartHeader(
+            bundle_id=stranger.bundle_id, sender=stranger.sender, recipient=branch.node_id,
+            number=1, part=1, parts=1), 1 << 20, lambda p, n: f"stranger.{p}of{n}.blb")
+        sealer.discard()
+        assert "unknown sender" in await refused(forged)
         junk = tmp_path / "junk.blb"
         junk.write_bytes(b"hello, not a bundle")
         assert "not a Branchline bundle file" in await refused([junk])
