@@ -249,7 +249,8 @@ async def init_node(
                        "branch": branch_code, "public_key": key.public_hex(),
                        "box_public_key": box.public_hex(),
                        "url": public_url, "enrolled_at": utcnow()}
-                await conn.execute(nodes.insert(), [own, *(trusted or [])])
+                await conn.execute(nodes.insert(), [
+                    own, *({"box_public_key": None, **t} for t in trusted or [])])
             if root_key is not None:
                 await create_hq_keys(db, root_key)
             if grants is not None:
