@@ -92,6 +92,7 @@ class Applier:
         self.peer = peer
         self.result = ApplyResult()
         self._new_customers: dict[str, str | None] = {}
+        self._entered = frozenset(batch.entered)
         self._buffer: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         self._slots: dict[tuple[str, bool], list[tuple[int, int]]] = {}
 
@@ -290,14 +291,16 @@ class Applier:
         if row.cl % 2 == 0 or data is None:
             return
         await self._merge(entity, row, columns, local, data, cells, tallies, members)
-        if (entity.table == "customers" and row.values is not None
+        if (entity.table == "customers" and row.id in self._entered
                 and self.writer_branch is None and self.uow.node_id != self.hq_node):
             await self._offer_again(row.id)
 
     async def _offer_again(self, customer_id: str) -> None:
-        """HQ sent whole a customer this node holds: it may have (re-)entered our scope
-        after writes of ours HQ refused while it belonged elsewhere. Our next push
-        offers the customer and its children whole again; HQ merges what it lacks."""
+        """A customer this node holds (re-)entered our scope: writes of ours HQ refused
+        while it belonged elsewhere may be lost to it. Our next push offers the
+        customer and its children whole again; HQ merges what it lacks. (Whole rows
+        sent for other reasons, say after HQ took a row of ours, are not offered back:
+        that would echo every such row.)"""
         ids: dict[str, list[str]] = {"customers": [customer_id]}
         for child in sorted(CHILDREN):
             t = TABLES[child]

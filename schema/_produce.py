@@ -177,7 +177,7 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
     return Batch(protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION, sender=sender,
                  nodes=nodes.ids, columns=_columns({r.tbl for r in rows}), rows=rows,
                  cursor=_next(since, last, more=len(page) == limit), more=len(page) == limit,
-                 evictions=evictions)
+                 evictions=evictions, entered=sorted(entered))
 
 
 def _next(since: Key, last: Key, *, more: bool) -> str:

@@ -82,6 +82,10 @@ class Batch(Struct, tag="batch", frozen=True):
     reset: bool = False
     """The receiver's cursor is older than tombstones the sender has collected: drop
     the replica and rebuild it from this snapshot (which starts from the beginning)."""
+    entered: list[str] = []
+    """Customers that (re-)entered the receiver's scope with this batch (sent whole with
+    their children). A branch that already held a stale copy offers its own writes to
+    them again (SPEC §9); other whole rows it merges and leaves alone."""
 
 
 class PullRequest(Struct, tag="pull", frozen=True):
