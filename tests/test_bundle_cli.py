@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+from tests._docs import run_walkthrough
 from tests.test_cli import assert_one_line_error, cli
 
-WALKTHROUGH = Path(__file__).resolve().parent.parent / "docs" / "bundle_mail_walkthrough.py"
 ENV = {"BRANCHLINE_ADMIN_PASSWORD": "admin-pass-123", "BRANCHLINE_PASSWORD": "user-pass-123",
        "BRANCHLINE_ENROL_PASSPHRASE": "enrol-pass-123"}
 
@@ -86,15 +85,7 @@ def test_bundle_commands_exit_codes_and_folder_mode(tmp_path: Path) -> None:
 def test_a_week_of_e_mail_only_exchange_ends_converged(tmp_path: Path) -> None:
     """docs/bundle_mail_walkthrough.py: enrolment, then seven days of SMTP out and IMAP
     in, with a lost and a duplicated mail; HQ and the store end identical."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRANCHLINE_")}
-    env.update({"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "PYTHONIOENCODING": "utf-8",
-                "TMPDIR": str(tmp_path)})
-    r = subprocess.run([sys.executable, str(WALKTHROUGH)], env=env, capture_output=True,
-                       text=True, encoding="utf-8", timeout=600, stdin=subprocess.DEVNULL,
-                       check=False)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
-    assert "ALL CHECKS PASSED" in out and "[FAIL]" not in out, out
+    out = run_walkthrough("bundle_mail_walkthrough.py", tmp_path, timeout=600)
     assert "(the store's mail is lost today)" in out and "arrives twice" in out
     assert "[OK] HQ and the store show the same customers, field by field" in out
 

@@ -3,25 +3,14 @@ HQ is down, a stale branch's write quarantined, a concurrent write listed as a c
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-DEMO = Path(__file__).resolve().parent.parent / "docs" / "conflict_demo.py"
+from tests._docs import run_walkthrough
 
 
 def test_conflict_demo(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRANCHLINE_")}
-    env.update({"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "PYTHONIOENCODING": "utf-8",
-                "TMPDIR": str(tmp_path)})
-    r = subprocess.run([sys.executable, str(DEMO)], env=env, capture_output=True,
-                       text=True, encoding="utf-8", timeout=300, stdin=subprocess.DEVNULL,
-                       check=False)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
-    assert "ALL CHECKS PASSED" in out and "[FAIL]" not in out, out
+    out = run_walkthrough("conflict_demo.py", tmp_path)
     # The stale branch's write is reported, not silently lost …
     assert re.search(r"HQ quarantined customers [0-9a-f-]{36}: customer belongs to branch "
                      r"S002, not S001", out), out
