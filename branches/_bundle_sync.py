@@ -48,8 +48,8 @@ from branches._bundles import (
 from branches._errors import BranchError
 from crypto import BoxKey, BundleError, NodeKey
 from schema import Database, Scope, nodes, peer_state, pending_since, sync_peers, utcnow
-from schema._apply import apply_batch
-from schema._exchange import next_page
+from schema._apply import ApplyResult, apply_batch
+from schema._exchange import next_page, no_echo_cursor, stream_head
 from schema._tables import bundle_log
 from schema._upsert import upsert
 from sync import PROTOCOL_VERSION
@@ -127,13 +127,16 @@ async def export_bundle(node: BundleNode, peer_id: str, out_dir: Path, *,
     header = BundleHeader(
         bundle_id=str(uuid.uuid4()), sender=node.node_id, recipient=peer_id, number=number,
         created_at=now, expires_at=now + ttl, schema=SCHEMA_VERSION,
-        protocol=PROTOCOL_VERSION, since=state["pushed"], ack=state["pulled"])
+        protocol=PROTOCOL_VERSION, since=state["acked"], ack=state["pulled"])
     serve = node.role == "hq"  # HQ serves snapshots to a branch that starts from nothing
     scope = Scope(peer.branch) if serve else Scope()
     sealer = Sealer(out_dir, header, node.key, peer.box_public_key)
     rows = batches = 0
     try:
-        cursor = header.since
+        # Content starts where the peer's acknowledgement stands, moved past what we took
+        # from the peer itself (no-echo); the header names the acknowledgement proper,
+        # against which the peer checks for a gap.
+        cursor = state["pushed"]
         while True:
             batch = await next_page(node.db, sender=node.node_id, peer=peer_id, scope=scope,
                                     cursor=cursor, limit=node.page_rows, serve_snapshot=serve)
@@ -309,7 +312,9 @@ async def _apply(node: BundleNode, header: BundleHeader, stream: Any, name: str,
         writer_branch = sender.branch if sender is not None else None
     end: BundleEnd | None = None
     rows = 0
+    offered = 0
     async with node.db.write(node.node_id, None) as uow:
+        head = await stream_head(uow.conn)
         for kind, payload in frames:
             if kind == FRAME_END:
                 end = decode_end(payload)
@@ -322,8 +327,10 @@ async def _apply(node: BundleNode, header: BundleHeader, stream: Any, name: str,
             if batch.reset:
                 raise BundleError("the sender asks for a rebuild from a snapshot: sync "
                                   "online once, or re-enrol this node")
-            await apply_batch(uow, batch, hq_node=node.hq_node_id, writer_branch=writer_branch,
-                              max_skew_ms=node.max_skew_ms, peer=header.sender)
+            applied = await apply_batch(uow, batch, hq_node=node.hq_node_id,
+                                        writer_branch=writer_branch,
+                                        max_skew_ms=node.max_skew_ms, peer=header.sender)
+            offered += applied.offered
             rows += len(batch.rows)
             if progress is not None:
                 progress(len(batch.rows))
@@ -336,6 +343,14 @@ async def _apply(node: BundleNode, header: BundleHeader, stream: Any, name: str,
         if header.ack and (not state["pushed"]
                            or cursor_key(header.ack) > cursor_key(state["pushed"])):
             values["pushed"] = header.ack
+        if header.ack and (not state["acked"]
+                           or cursor_key(header.ack) > cursor_key(state["acked"])):
+            values["acked"] = header.ack
+        # What we just took from the sender is not sent back to it (SPEC §13).
+        skip = await no_echo_cursor(uow, values.get("pushed", state["pushed"]), head,
+                                    ApplyResult(offered=offered))
+        if skip is not None:
+            values["pushed"] = skip
         await upsert(uow.conn, sync_peers, [values], ("peer_id",),
                      tuple(k for k in values if k != "peer_id"))
         await uow.conn.execute(bundle_log.insert().values(

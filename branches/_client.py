@@ -176,7 +176,8 @@ async def _push(db: Database, up: Upstream, client: httpx.AsyncClient, page_rows
         else:
             cursor = batch.cursor
         batches_out += 1
-        await record_peer(db, up.hq_node_id, pushed=cursor, batches_out=batches_out)
+        await record_peer(db, up.hq_node_id, pushed=cursor, acked=cursor,
+                          batches_out=batches_out)
         if not batch.more:
             return
         if following is not None and cursor == batch.cursor:

@@ -75,6 +75,8 @@ class ApplyResult:
     conflicts: int = 0
     evicted: int = 0
     quarantined: list[Quarantined] = field(default_factory=list)
+    offered: int = 0
+    """Customers offered back whole to the sender (they re-entered our scope)."""
 
 
 class Applier:
@@ -312,6 +314,7 @@ class Applier:
                     sync_rows.c.tbl == tbl, sync_rows.c.row_id.in_(row_ids[i:i + 500])
                 ).values(seq=self.uow.seq, stamp_seq=self.uow.seq))
         self.uow.touch()
+        self.result.offered += 1
 
     async def _tombstone(self, tbl: str, row: Row, existed: bool) -> None:
         if existed:

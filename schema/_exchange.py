@@ -12,16 +12,18 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema._apply import ApplyResult, apply_batch
 from schema._database import Database
 from schema._entities import ENTITIES
 from schema._gc import gc_horizon
 from schema._plan import coerce
-from schema._produce import ORDER_KEY, at_seq, format_cursor, parse_cursor, produce
+from schema._produce import ORDER_KEY, Key, at_seq, format_cursor, parse_cursor, produce
 from schema._scope import Scope
 from schema._tables import TABLES, sync_cells, sync_peers, sync_quarantine, sync_rows
 from schema._types import utcnow
+from schema._uow import UnitOfWork
 from schema._upsert import upsert
 from sync import PROTOCOL_VERSION, Batch, Row
 
@@ -38,7 +40,7 @@ async def peer_state(db: Database, peer: str) -> dict[str, Any]:
         row = (await conn.execute(select(sync_peers).where(sync_peers.c.peer_id == peer))
                ).mappings().first()
     if row is None:
-        return {"peer_id": peer, "pulled": "", "pushed": "", "last_contact": None,
+        return {"peer_id": peer, "pulled": "", "pushed": "", "acked": "", "last_contact": None,
                 "last_error": None, "clock_offset_ms": None, "batches_in": 0,
                 "batches_out": 0}
     return {str(k): v for k, v in row.items()}
@@ -84,15 +86,49 @@ async def incoming(db: Database, batch: Batch, *, node_id: str, peer: str, hq_no
                    writer_branch: str | None, max_skew_ms: int) -> ApplyResult:
     """Apply a batch from `peer` and record how far we have applied its changes."""
     async with db.write(node_id, None) as uow:
+        state = (await uow.conn.execute(select(sync_peers.c.batches_in, sync_peers.c.pushed)
+                                        .where(sync_peers.c.peer_id == peer))).first()
+        head = await stream_head(uow.conn)
         result = await apply_batch(uow, batch, hq_node=hq_node, writer_branch=writer_branch,
                                    max_skew_ms=max_skew_ms, peer=peer)
-        current = (await uow.conn.execute(select(sync_peers.c.batches_in).where(
-            sync_peers.c.peer_id == peer))).scalar() or 0
-        await upsert(uow.conn, sync_peers, [{
+        values: dict[str, Any] = {
             "peer_id": peer, "pulled": batch.cursor, "last_contact": utcnow(),
-            "last_error": None, "batches_in": current + 1}], ("peer_id",),
-            ("pulled", "last_contact", "last_error", "batches_in"))
+            "last_error": None, "batches_in": (state.batches_in if state else 0) + 1}
+        skip = await no_echo_cursor(uow, state.pushed if state else "", head, result)
+        if skip is not None:
+            values["pushed"] = skip
+        await upsert(uow.conn, sync_peers, [values], ("peer_id",),
+                     tuple(k for k in values if k != "peer_id"))
     return result
+
+
+async def stream_head(conn: AsyncConnection) -> Key | None:
+    """The last position in this node's change order (None: nothing recorded yet)."""
+    last = (await conn.execute(select(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl,
+                                      sync_rows.c.row_id)
+                               .order_by(sync_rows.c.seq.desc(), sync_rows.c.ord.desc(),
+                                         sync_rows.c.tbl.desc(), sync_rows.c.row_id.desc())
+                               .limit(1))).first()
+    return None if last is None else (int(last[0]), int(last[1]), str(last[2]), str(last[3]))
+
+
+async def no_echo_cursor(uow: UnitOfWork, pushed: str, head: Key | None,
+                         result: ApplyResult) -> str | None:
+    """Where the peer's acknowledgement of our changes may move after applying its
+    batch, so what we just took from it is not sent back (SPEC §13, no-echo): only when
+    the peer had acknowledged everything of ours before (`pushed` at the old head) and
+    the apply wrote nothing of this node's own (no conflict record, nothing offered
+    back). Otherwise None: the next push carries the applied rows too, harmlessly."""
+    try:
+        acked = parse_cursor(pushed)
+    except ValueError:
+        return None
+    if head is not None and acked < head:
+        return None
+    if result.offered or uow.own_writes:
+        return None
+    after = await stream_head(uow.conn)
+    return None if after is None or after == head else format_cursor(after)
 
 
 async def record_peer(db: Database, peer: str, **values: Any) -> None:

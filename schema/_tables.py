@@ -125,14 +125,17 @@ sync_peers = Table(
     Column("peer_id", String(36), primary_key=True),
     Column("pulled", Text, nullable=False, default=""),
     Column("pushed", Text, nullable=False, default=""),
+    Column("acked", Text, nullable=False, default=""),
     Column("last_contact", UtcDateTime()),
     Column("last_error", Text),
     Column("clock_offset_ms", BigInteger),
     Column("batches_in", BigInteger, nullable=False, default=0),
     Column("batches_out", BigInteger, nullable=False, default=0),
 )
-"""Per peer: how far we have applied its changes (`pulled`) and how far it has
-acknowledged ours (`pushed`), as the sender's opaque cursors."""
+"""Per peer: how far we have applied its changes (`pulled`), how far it has
+acknowledged ours (`acked`), and where our next changes for it start (`pushed`: the
+acknowledgement, moved past rows we just took from that peer — SPEC §13 no-echo), as
+the sender's opaque cursors."""
 
 bundle_log = Table(
     "bundle_log",

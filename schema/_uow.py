@@ -77,6 +77,8 @@ class UnitOfWork:
         self.vault = vault
         self._clock = 0
         self.seq = 0
+        self.own_writes = 0
+        """Rows this transaction wrote as this node's own (not merged from a peer)."""
         self._dirty = False
 
     async def start(self) -> None:
@@ -180,6 +182,7 @@ class UnitOfWork:
         for row, name, value in requests:
             await self._request(table, row, name, value)
         self._dirty = True
+        self.own_writes += 1
         return rows
 
     # -- updates -------------------------------------------------------------------
@@ -240,6 +243,7 @@ class UnitOfWork:
             clocks = {name: clock for name, clock, _, _ in cells}
             await self._history(table, old, changed, entity, clocks)
         self._dirty = True
+        self.own_writes += 1
         return new
 
     async def increment(self, table: str, row_id: str, column: str, delta: int
@@ -266,6 +270,7 @@ class UnitOfWork:
                          None if stored is None else json.dumps(stored))
         await self._touch_row(table, row_id)
         self._dirty = True
+        self.own_writes += 1
         return {**old, column: value}
 
     async def reseal(self, table: str, row_id: str, column: str, token: str) -> None:
@@ -285,6 +290,7 @@ class UnitOfWork:
                          None if stored is None else json.dumps(stored))
         await self._touch_row(table, row_id)
         self._dirty = True
+        self.own_writes += 1
 
     async def delete(self, table: str, row_id: str) -> None:
         """Delete a row: a tombstone (even causal length) replaces it everywhere."""
@@ -302,6 +308,7 @@ class UnitOfWork:
             cl=stamp + 1, clock=self.next_clock(), origin=self.node_id, seq=self.seq,
             stamp_seq=self.seq))
         self._dirty = True
+        self.own_writes += 1
 
     # -- helpers -------------------------------------------------------------------
 

@@ -123,7 +123,8 @@ class Net:
                               max_skew_ms=SKEW_MS)
 
     async def ack_push(self, name: str, batch: Batch) -> None:
-        await record_peer(self.nodes[name].db, self.hq.id, pushed=batch.cursor)
+        await record_peer(self.nodes[name].db, self.hq.id, pushed=batch.cursor,
+                          acked=batch.cursor)
 
     async def pull_batch(self, name: str, limit: int = 50) -> Batch:
         """The next page HQ would send `name` (as the branch decodes it)."""

@@ -61,7 +61,7 @@ async def push(child: Replica, hq: Replica, limit: int = 50) -> list[ApplyResult
                                cursor=state["pushed"], limit=limit)
         out.append(await incoming(hq.db, batch, node_id=hq.id, peer=child.id, hq_node=hq.id,
                                   writer_branch=child.branch, max_skew_ms=SKEW_MS))
-        await record_peer(child.db, hq.id, pushed=batch.cursor)
+        await record_peer(child.db, hq.id, pushed=batch.cursor, acked=batch.cursor)
         if not batch.more:
             return out
 

@@ -54,7 +54,8 @@ async def pull(node: Node, peer: dict[str, Any], request: PullRequest) -> Batch:
     if snapshot:
         await record_peer(node.db, peer["id"], last_contact=utcnow())
     else:
-        await record_peer(node.db, peer["id"], pushed=request.cursor, last_contact=utcnow())
+        await record_peer(node.db, peer["id"], pushed=request.cursor, acked=request.cursor,
+                          last_contact=utcnow())
     return batch
 
 

@@ -385,6 +385,7 @@ def upgrade() -> None:
         sa.Column("peer_id", sa.String(length=36), nullable=False),
         sa.Column("pulled", sa.Text(), nullable=False),
         sa.Column("pushed", sa.Text(), nullable=False),
+        sa.Column("acked", sa.Text(), nullable=False),
         sa.Column("last_contact", schema._types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("clock_offset_ms", sa.BigInteger(), nullable=True),
