@@ -97,8 +97,11 @@ async def bootstrap_vs_replay(tmp: Path, m: int, seed: int) -> dict[str, Any]:
                     break
             boot_s = time.perf_counter() - started
             booted = await _contents(branch)
-            # Not timed: what the new branch's first push would send HQ back.
-            cursor, push_back = "", 0
+            # Not timed: what the new branch's first push would send HQ back (from its
+            # `pushed` cursor, which no-echo moved past the bootstrap, SPEC §13).
+            from schema import peer_state
+
+            cursor, push_back = (await peer_state(branch, hq_id))["pushed"], 0
             while True:
                 batch = await outgoing(branch, sender=branch_id, peer=hq_id, scope=Scope(),
                                        cursor=cursor, limit=PAGE_ROWS)
