@@ -111,8 +111,8 @@ async def bundle_health(node: Node, peer_id: str) -> dict[str, Any]:
     sent = sum(r[2] for r in rows if r.direction == "out")
     received = sum(r[2] for r in rows if r.direction == "in")
     acked = 0
-    if state["pushed"]:
-        mark = cursor_key(state["pushed"])
+    if state["acked"]:
+        mark = cursor_key(state["acked"])
         acked = sum(r[2] for r in rows if r.direction == "out" and cursor_key(r.until) <= mark)
     pending_dir = node.settings.data_dir / "bundles" / "pending"
     groups: dict[tuple[int, str], tuple[set[int], int]] = {}
