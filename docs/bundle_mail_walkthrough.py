@@ -213,7 +213,14 @@ def main() -> int:
                 check(at_hq == here, "HQ and the store show the same customers, field by field")
                 health = httpx.get(f"{hq_url}/api/v1/sync/health",
                                    headers=login(hq_url, "gm")).json()
-                say(f"  HQ sync health: {health}")
+                peer = health["peers"][0]
+                say(f"  HQ sync health for S001: sent {peer['bundles_sent']}, received "
+                    f"{peer['bundles_received']}, acknowledged {peer['bundles_acknowledged']},"
+                    f" waiting {peer['bundles_waiting']}")
+                check(peer["bundles_received"] == 7 and peer["bundles_sent"] == 9
+                      and peer["bundles_acknowledged"] >= 8 and not peer["bundles_waiting"],
+                      "HQ's sync health counts the bundles: 9 sent, 7 received (one was "
+                      "lost), the sent ones acknowledged, none waiting")
                 # What the store would still send is only what HQ already has (HQ's own
                 # rows echoed back): importing it changes nothing at HQ.
                 before = customers(hq_url, gm)
