@@ -35,7 +35,13 @@ USER, PASSWORD = "bundles", "mail-secret-1"
 @dataclass
 class MailSetup:
     smtp_port: int
+    """SMTP with STARTTLS required."""
     imap_port: int
+    """IMAP over TLS (imaps)."""
+    smtps_port: int
+    """SMTP over TLS from the first byte."""
+    imap_starttls_port: int
+    """IMAP with STARTTLS required."""
     cafile: Path
     maildir: Path
     """The first user's Maildir."""
@@ -88,8 +94,8 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _dovecot_conf(root: Path, home: Path, cert: Path, key: Path, port: int, uid: int,
-                  gid: int) -> str:
+def _dovecot_conf(root: Path, home: Path, cert: Path, key: Path, port: int, plain: int,
+                  uid: int, gid: int) -> str:
     return f"""
 base_dir = {home}/.run
 state_dir = {home}/.state
@@ -113,7 +119,7 @@ userdb {{
 mail_location = maildir:~/Maildir
 service imap-login {{
   inet_listener imap {{
-    port = 0
+    port = {plain}
   }}
   inet_listener imaps {{
     port = {port}
@@ -159,8 +165,10 @@ def mail_servers(root: Path, users: tuple[str, ...] = (USER,)) -> Iterator[MailS
     for d in (".run", ".state"):
         (home / d).mkdir(exist_ok=True)
     imap_port, smtp_port = _free_port(), _free_port()
+    smtps_port, imap_plain_port = _free_port(), _free_port()
     conf = root / "dovecot.conf"
-    conf.write_text(_dovecot_conf(root, home, cert, key, imap_port, uid, gid))
+    conf.write_text(_dovecot_conf(root, home, cert, key, imap_port, imap_plain_port, uid,
+                                  gid))
     proc = subprocess.Popen([dovecot, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
 
@@ -192,15 +200,23 @@ def mail_servers(root: Path, users: tuple[str, ...] = (USER,)) -> Iterator[MailS
     controller = Controller(Deliver(), hostname="127.0.0.1", port=smtp_port,
                             tls_context=tls, require_starttls=True,
                             authenticator=authenticate, auth_require_tls=True)
+    # Implicit TLS: aiosmtpd does not count it as TLS for AUTH, but the whole session
+    # is encrypted from the first byte.
+    implicit = Controller(Deliver(), hostname="127.0.0.1", port=smtps_port, ssl_context=tls,
+                          authenticator=authenticate, auth_require_tls=False)
     # aiosmtpd warns about its own deprecated attribute on every login.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     controller.start()
+    implicit.start()
     try:
         _wait(imap_port, proc, root / "dovecot.log")
-        yield MailSetup(smtp_port=smtp_port, imap_port=imap_port, cafile=cert,
+        _wait(imap_plain_port, proc, root / "dovecot.log")
+        yield MailSetup(smtp_port=smtp_port, imap_port=imap_port, smtps_port=smtps_port,
+                        imap_starttls_port=imap_plain_port, cafile=cert,
                         maildir=home / users[0] / "Maildir", home=home)
     finally:
         controller.stop()
+        implicit.stop()
         proc.terminate()
         try:
             proc.wait(10)

@@ -77,6 +77,17 @@ async def test_bundle_parts_travel_by_smtp_and_imap(
             assert await asyncio.to_thread(fetch_imap, imap, inbox, again.extend,
                                            folder="Processed") == 1  # it is kept there
 
+            # SMTP over TLS from the first byte, and IMAP with STARTTLS, work the same.
+            smtps = Mailbox("127.0.0.1", mail.smtps_port, "tls", USER, PASSWORD,
+                            str(mail.cafile))
+            third = await export_to(node, "S071", tmp_path / "third", max_part=1 << 20)
+            await asyncio.to_thread(send_parts, smtps, third.files, mail_from="hq@example.com",
+                                    mail_to=f"{USER}@example.com", subject="bundle")
+            starttls = Mailbox("127.0.0.1", mail.imap_starttls_port, "starttls", USER,
+                               PASSWORD, str(mail.cafile))
+            got: list[Path] = []
+            assert await asyncio.to_thread(fetch_imap, starttls, inbox, got.extend) == 1
+            assert (await import_files(branch, got)).ok
             # Wrong password or an untrusted certificate: one clear error.
             bad = Mailbox("127.0.0.1", mail.imap_port, "tls", USER, "wrong", str(mail.cafile))
             with pytest.raises(MailError, match="login refused"):
