@@ -32,7 +32,6 @@
 from __future__ import annotations
 
 import asyncio
-import cProfile
 import hashlib
 import io
 import json
@@ -43,7 +42,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -57,6 +55,7 @@ if str(ROOT) not in sys.path:  # the product packages (schema, sync, server, tes
     sys.path.insert(0, str(ROOT))
 
 from dataset import customers  # noqa: E402
+from profiling import ThreadProfiles, top  # noqa: E402
 
 BIN = Path(sys.executable).parent / "branchline"
 PASSPHRASE = "bench-enrol-passphrase"
@@ -343,48 +342,6 @@ async def _raw_same_schema(tmp: Path, source: Any) -> dict[str, Any]:
             "all_rows_per_s": (n + len(rows["contacts"])) / seconds}
 
 
-class _ThreadProfiles:
-    """cProfile in the main thread and in every thread started while active (aiosqlite
-    runs each connection's SQLite calls on its own worker thread)."""
-
-    def __init__(self) -> None:
-        self.main = cProfile.Profile()
-        self.workers: list[cProfile.Profile] = []
-        self._lock = threading.Lock()
-
-    def _hook(self, *_: Any) -> None:
-        profile = cProfile.Profile()
-        with self._lock:
-            self.workers.append(profile)
-        profile.enable()  # replaces this hook for the rest of the thread
-
-    def __enter__(self) -> _ThreadProfiles:
-        threading.setprofile(self._hook)
-        self.main.enable()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self.main.disable()
-        threading.setprofile(None)
-
-
-def _top(profiles: list[cProfile.Profile], sort: str, limit: int = 10) -> str:
-    profiles = [p for p in profiles if p.getstats()]
-    if not profiles:
-        return "(no samples)"
-    buf = io.StringIO()
-    stats = pstats.Stats(profiles[0], stream=buf)
-    for p in profiles[1:]:
-        stats.add(p)
-    stats.strip_dirs().sort_stats(sort).print_stats(limit)
-    text = buf.getvalue()
-    # Keep the header line with the totals and the table.
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    keep = [ln for ln in lines if "function calls" in ln]
-    start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)
-    return "\n".join(keep + lines[start:start + limit + 1])
-
-
 async def _profile_apply(path: Path, hq_node_id: str, sender: str, pages: list[bytes]
                          ) -> dict[str, Any]:
     """Apply `pages` into a fresh replica under cProfile, in the main thread and in
@@ -395,7 +352,7 @@ async def _profile_apply(path: Path, hq_node_id: str, sender: str, pages: list[b
     Their time is the tottime of `_connection_worker_thread`; the idle time is the
     `get` of `_queue.SimpleQueue`. In the main thread, `poll` of `select.epoll` is the
     event loop waiting for those workers."""
-    with _ThreadProfiles() as profiles:
+    with ThreadProfiles() as profiles:
         db, hq_id = await _fresh_replica(path, hq=True, node_id=hq_node_id)
         try:
             seconds, applied, _ = await _apply_all(db, hq_id, sender, pages)
@@ -411,9 +368,9 @@ async def _profile_apply(path: Path, hq_node_id: str, sender: str, pages: list[b
     return {
         "pages": len(pages), "rows": applied, "profiled_apply_s": seconds,
         "sqlite_busy_s": busy,
-        "main_tottime": _top([profiles.main], "tottime"),
-        "main_cumulative": _top([profiles.main], "cumulative", 25),
-        "workers_tottime": _top(profiles.workers, "tottime"),
+        "main_tottime": top([profiles.main], "tottime"),
+        "main_cumulative": top([profiles.main], "cumulative", 25),
+        "workers_tottime": top(profiles.workers, "tottime"),
     }
 
 

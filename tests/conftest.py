@@ -125,3 +125,13 @@ async def clerk(client: AsyncTestClient[Any], node: Node) -> dict[str, str]:
     """An HQ archive clerk (sees and edits every customer)."""
     await add_user(node, "clerk", "archive_clerk")
     return await login(client, "clerk")
+
+
+@pytest.fixture
+async def net(tmp_path: Path) -> AsyncIterator[Any]:
+    """HQ, two replicas of branch S001 (a shop's two PCs) and one of S002."""
+    from tests._sync_net import Net
+
+    n = await Net.open(tmp_path, {"S001": "S001", "S001b": "S001", "S002": "S002"})
+    yield n
+    await n.close()
