@@ -250,7 +250,7 @@ async def _import_one(node: BundleNode, group: _Bundle, report: ImportReport,
             header = header_of(sealed)
             sender = await _check_sender(node, header, head)
             stream = open_sealed(sealed, sender.public_key, node.box)
-            verdict = await _apply(node, header, stream, name, report, progress)
+            verdict = await _apply(node, header, sender, stream, name, report, progress)
         except (BundleError, BundleRejected, msgspec.DecodeError, ValueError) as exc:
             where = {quarantine(node.folders, p).parent for p, _ in group.parts.values()
                      if p.exists()}
@@ -294,7 +294,7 @@ async def _check_sender(node: BundleNode, header: BundleHeader, head: PartHeader
     return sender
 
 
-async def _apply(node: BundleNode, header: BundleHeader, stream: Any, name: str,
+async def _apply(node: BundleNode, header: BundleHeader, sender: Any, stream: Any, name: str,
                  report: ImportReport, progress: Callable[[int], None] | None) -> str:
     state = await peer_state(node.db, header.sender)
     if header.since and (not state["pulled"]
@@ -306,10 +306,8 @@ async def _apply(node: BundleNode, header: BundleHeader, stream: Any, name: str,
         next(iter(stream), None)  # verify the signature before keeping it
         return "wait"
     frames = read_frames(stream)
-    writer_branch = None
-    if node.role == "hq":
-        sender = await _peer(node, header.sender)
-        writer_branch = sender.branch if sender is not None else None
+    # At HQ, a branch may write only its own customers (checked per change, §9).
+    writer_branch = sender.branch if node.role == "hq" else None
     end: BundleEnd | None = None
     rows = 0
     offered = 0

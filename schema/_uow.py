@@ -27,6 +27,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crypto import is_token
+from schema._classes import ClassPolicy
 from schema._derive import derive
 from schema._entities import BLIND_INDEXED, ENTITIES, SENSITIVE
 from schema._errors import ConflictError, NotFoundError
@@ -78,6 +79,7 @@ class UnitOfWork:
         self._clock = 0
         self.seq = 0
         self.own_writes = 0
+        self._policy_checked = False
         """Rows this transaction wrote as this node's own (not merged from a peer)."""
         self._dirty = False
 
@@ -420,6 +422,14 @@ class UnitOfWork:
                 "clock": clocks.get(name, self._clock),
             })
 
+    async def _policy(self) -> ClassPolicy:
+        """The class policy, checked for changes once per transaction (not per write)."""
+        assert self.vault is not None
+        if not self._policy_checked:
+            await self.vault.refresh_policy(self.conn)
+            self._policy_checked = True
+        return self.vault.policy
+
     async def _seal(self, table: str, rows: list[tuple[str, str | None, dict[str, Any]]]
                     ) -> None:
         """Encrypt sensitive values before they are written (the only way in)."""
@@ -432,7 +442,7 @@ class UnitOfWork:
                                   "confidential fields")
         if any(customer is None for _, customer, _ in rows):
             raise ValueError(f"{table}: a confidential value needs its customer")
-        await self.vault.refresh_policy(self.conn)
+        await self._policy()
         created = await self.vault.seal_rows(
             self.conn, table, [(i, str(c), r) for i, c, r in rows])
         if created:
@@ -447,7 +457,7 @@ class UnitOfWork:
             return changed
         customer = customer_of(table, old)
         if self.vault is not None and customer is not None:
-            columns = (await self.vault.refresh_policy(self.conn)).columns(table)
+            columns = (await self._policy()).columns(table)
             # A stored ciphertext written back (a conflict resolved to the losing value):
             # open it so it is sealed afresh with its mask and blind index.
             for c, cls in columns.items():
