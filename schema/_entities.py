@@ -12,6 +12,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, String, Text
 
 from schema._policy import Entity, Field, Sensitivity
 from schema._types import UtcDateTime
+from schema._work import WORK_ENTITIES
 from sync import Merge
 
 FILING_STATES = ("registered", "filed", "archived")
@@ -119,11 +120,19 @@ CUSTOMERS = Entity("customers", (
     Field(Column("referrer_user_id", String(36))),
     Field(Column("customer_class", String(32), index=True)),
     Field(Column("lifecycle_stage", String(16), index=True)),
+    Field(Column("abc_class", String(8), index=True)),
+    Field(Column("value_class", String(16))),
+    Field(Column("credit_class", String(16))),
     Field(Column("tags", JSON, nullable=False, default=list), merge=Merge.ADD_WINS_SET),
     Field(Column("points", BigInteger, nullable=False, default=0), merge=Merge.COUNTER),
     Field(Column("credit_limit_fen", BigInteger), merge=Merge.HQ_AUTHORITATIVE),
     Field(Column("filing_status", String(16), nullable=False, default="registered"),
           merge=Merge.STATE, states=FILING_STATES),
+    Field(Column("filed_at", UtcDateTime())),
+    Field(Column("id_copy_on_file", Boolean, nullable=False, default=False)),
+    Field(Column("contract_signed", Boolean, nullable=False, default=False)),
+    Field(Column("last_year_settled", Boolean, nullable=False, default=False)),
+    Field(Column("merged_into", String(36), index=True), merge=Merge.FIRST_WRITE),
     Field(Column("preferences", String(2000))),
     Field(Column("notes", String(4000))),
     Field(Column("branch", String(16), index=True)),
@@ -282,7 +291,7 @@ ENTITIES: dict[str, Entity] = {
     e.table: e
     for e in (REGIONS, BRANCHES, DEPARTMENTS, USERS, CUSTOMERS, CONTACTS, CUSTOM_FIELDS,
               FIELD_HISTORY, CONFLICTS, CHANGE_REQUESTS, DATA_KEYS, DESTRUCTIONS,
-              READ_AUDIT, KEY_GRANTS, KEY_POLICIES)
+              READ_AUDIT, KEY_GRANTS, KEY_POLICIES, *WORK_ENTITIES)
 }
 """Every replicated entity by table name."""
 

@@ -12,6 +12,7 @@ from alembic import op
 
 import schema._types
 
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -74,6 +75,105 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_change_requests_row_id"), ["row_id"], unique=False)
 
     op.create_table(
+        "class_changes",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("scheme", sa.String(length=32), nullable=False),
+        sa.Column("old_class", sa.String(length=32), nullable=True),
+        sa.Column("new_class", sa.String(length=32), nullable=True),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=False),
+        sa.Column("changed_by", sa.String(length=36), nullable=True),
+        sa.Column("changed_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("node_id", sa.String(length=36), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_class_changes")),
+    )
+    with op.batch_alter_table("class_changes", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_class_changes_customer_id"), ["customer_id"], unique=False
+        )
+
+    op.create_table(
+        "class_overrides",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("scheme", sa.String(length=32), nullable=False),
+        sa.Column("cls", sa.String(length=32), nullable=True),
+        sa.Column("reason", sa.String(length=500), nullable=True),
+        sa.Column("set_by", sa.String(length=36), nullable=True),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_class_overrides")),
+    )
+    with op.batch_alter_table("class_overrides", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_class_overrides_customer_id"), ["customer_id"], unique=False
+        )
+
+    op.create_table(
+        "class_schemes",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("code", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("target", sa.String(length=32), nullable=False),
+        sa.Column("rules", sa.JSON(), nullable=False),
+        sa.Column("default_class", sa.String(length=32), nullable=True),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_class_schemes")),
+        sa.UniqueConstraint("code", name=op.f("uq_class_schemes_code")),
+    )
+    op.create_table(
+        "complaints",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("number", sa.String(length=40), nullable=False),
+        sa.Column("branch", sa.String(length=16), nullable=True),
+        sa.Column("complainant", sa.String(length=100), nullable=False),
+        sa.Column("phone", sa.Text(), nullable=True),
+        sa.Column("phone_mask", sa.String(length=64), nullable=True),
+        sa.Column("demand", sa.String(length=20), nullable=False),
+        sa.Column("content", sa.String(length=4000), nullable=False),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("received_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("deadline_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("major", sa.Boolean(), nullable=False),
+        sa.Column("escalated_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("hq_deadline_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("decline_reason", sa.String(length=1000), nullable=True),
+        sa.Column("department", sa.String(length=64), nullable=True),
+        sa.Column("handler_id", sa.String(length=36), nullable=True),
+        sa.Column("cause", sa.String(length=2000), nullable=True),
+        sa.Column("course", sa.String(length=4000), nullable=True),
+        sa.Column("responsible", sa.String(length=200), nullable=True),
+        sa.Column("conclusion", sa.String(length=2000), nullable=True),
+        sa.Column("countermeasures", sa.String(length=2000), nullable=True),
+        sa.Column("prevention", sa.String(length=2000), nullable=True),
+        sa.Column("reviewed_by", sa.String(length=36), nullable=True),
+        sa.Column("review_note", sa.String(length=2000), nullable=True),
+        sa.Column("reply", sa.String(length=4000), nullable=True),
+        sa.Column("reply_channel", sa.String(length=20), nullable=True),
+        sa.Column("replied_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("compensation_fen", sa.BigInteger(), nullable=True),
+        sa.Column("compensation_status", sa.String(length=16), nullable=True),
+        sa.Column("compensation_approved_by", sa.String(length=36), nullable=True),
+        sa.Column("satisfaction", sa.Integer(), nullable=True),
+        sa.Column("created_by", sa.String(length=36), nullable=True),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_complaints")),
+    )
+    with op.batch_alter_table("complaints", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_complaints_branch"), ["branch"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_complaints_customer_id"), ["customer_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_complaints_status"), ["status"], unique=False)
+
+    op.create_table(
         "conflicts",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("table_name", sa.String(length=32), nullable=False),
@@ -129,6 +229,28 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_contacts_mobile_bidx"), ["mobile_bidx"], unique=False)
 
     op.create_table(
+        "credit_requests",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("amount_fen", sa.BigInteger(), nullable=False),
+        sa.Column("over_fen", sa.BigInteger(), nullable=False),
+        sa.Column("limit_fen", sa.BigInteger(), nullable=False),
+        sa.Column("reason", sa.String(length=1000), nullable=True),
+        sa.Column("requested_by", sa.String(length=36), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("decided_by", sa.String(length=36), nullable=True),
+        sa.Column("decided_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("purchase_id", sa.String(length=36), nullable=True),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_requests")),
+    )
+    with op.batch_alter_table("credit_requests", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_credit_requests_customer_id"), ["customer_id"], unique=False
+        )
+
+    op.create_table(
         "custom_field_defs",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("entity", sa.String(length=32), nullable=False),
@@ -143,6 +265,27 @@ def upgrade() -> None:
         sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_custom_field_defs")),
     )
+    op.create_table(
+        "customer_merges",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("survivor_id", sa.String(length=36), nullable=False),
+        sa.Column("reason", sa.String(length=20), nullable=False),
+        sa.Column("merged_by", sa.String(length=36), nullable=True),
+        sa.Column("node_id", sa.String(length=36), nullable=False),
+        sa.Column("merged_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_merges")),
+    )
+    with op.batch_alter_table("customer_merges", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_customer_merges_customer_id"), ["customer_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_customer_merges_survivor_id"), ["survivor_id"], unique=False
+        )
+
     op.create_table(
         "customers",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -181,10 +324,18 @@ def upgrade() -> None:
         sa.Column("referrer_user_id", sa.String(length=36), nullable=True),
         sa.Column("customer_class", sa.String(length=32), nullable=True),
         sa.Column("lifecycle_stage", sa.String(length=16), nullable=True),
+        sa.Column("abc_class", sa.String(length=8), nullable=True),
+        sa.Column("value_class", sa.String(length=16), nullable=True),
+        sa.Column("credit_class", sa.String(length=16), nullable=True),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("points", sa.BigInteger(), nullable=False),
         sa.Column("credit_limit_fen", sa.BigInteger(), nullable=True),
         sa.Column("filing_status", sa.String(length=16), nullable=False),
+        sa.Column("filed_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("id_copy_on_file", sa.Boolean(), nullable=False),
+        sa.Column("contract_signed", sa.Boolean(), nullable=False),
+        sa.Column("last_year_settled", sa.Boolean(), nullable=False),
+        sa.Column("merged_into", sa.String(length=36), nullable=True),
         sa.Column("preferences", sa.String(length=2000), nullable=True),
         sa.Column("notes", sa.String(length=4000), nullable=True),
         sa.Column("branch", sa.String(length=16), nullable=True),
@@ -199,6 +350,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customers")),
     )
     with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_customers_abc_class"), ["abc_class"], unique=False)
         batch_op.create_index(batch_op.f("ix_customers_branch"), ["branch"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_customers_customer_class"), ["customer_class"], unique=False
@@ -209,6 +361,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_customers_lifecycle_stage"), ["lifecycle_stage"], unique=False
         )
+        batch_op.create_index(batch_op.f("ix_customers_merged_into"), ["merged_into"], unique=False)
         batch_op.create_index(batch_op.f("ix_customers_mobile_bidx"), ["mobile_bidx"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_customers_org_code_bidx"), ["org_code_bidx"], unique=False
@@ -278,6 +431,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_field_history_row_id"), ["row_id"], unique=False)
 
     op.create_table(
+        "handovers",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("batch_id", sa.String(length=36), nullable=False),
+        sa.Column("from_user", sa.String(length=36), nullable=True),
+        sa.Column("to_user", sa.String(length=36), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=True),
+        sa.Column("notify", sa.Boolean(), nullable=False),
+        sa.Column("handed_by", sa.String(length=36), nullable=True),
+        sa.Column("handed_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_handovers")),
+    )
+    with op.batch_alter_table("handovers", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_handovers_batch_id"), ["batch_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_handovers_customer_id"), ["customer_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_handovers_from_user"), ["from_user"], unique=False)
+
+    op.create_table(
         "key_grants",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("node_id", sa.String(length=36), nullable=False),
@@ -327,6 +498,70 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_nodes")),
     )
     op.create_table(
+        "notices",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("branch", sa.String(length=16), nullable=True),
+        sa.Column("user_id", sa.String(length=36), nullable=True),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("subject_id", sa.String(length=36), nullable=True),
+        sa.Column("message", sa.String(length=1000), nullable=False),
+        sa.Column("read_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notices")),
+    )
+    with op.batch_alter_table("notices", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_notices_branch"), ["branch"], unique=False)
+        batch_op.create_index(batch_op.f("ix_notices_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
+        "point_entries",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("delta", sa.BigInteger(), nullable=False),
+        sa.Column("reason", sa.String(length=20), nullable=False),
+        sa.Column("purchase_id", sa.String(length=36), nullable=True),
+        sa.Column("branch", sa.String(length=16), nullable=True),
+        sa.Column("user_id", sa.String(length=36), nullable=True),
+        sa.Column("at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_entries")),
+    )
+    with op.batch_alter_table("point_entries", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_point_entries_customer_id"), ["customer_id"], unique=False
+        )
+
+    op.create_table(
+        "price_items",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("code", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("fee_fen", sa.BigInteger(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_price_items")),
+        sa.UniqueConstraint("code", name=op.f("uq_price_items_code")),
+    )
+    op.create_table(
+        "purchases",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("branch", sa.String(length=16), nullable=True),
+        sa.Column("purchased_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("items", sa.JSON(), nullable=False),
+        sa.Column("amount_fen", sa.BigInteger(), nullable=False),
+        sa.Column("on_credit", sa.Boolean(), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
+        sa.Column("user_id", sa.String(length=36), nullable=True),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_purchases")),
+    )
+    with op.batch_alter_table("purchases", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_purchases_branch"), ["branch"], unique=False)
+        batch_op.create_index(batch_op.f("ix_purchases_customer_id"), ["customer_id"], unique=False)
+
+    op.create_table(
         "read_audit",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("customer_id", sa.String(length=36), nullable=False),
@@ -343,6 +578,26 @@ def upgrade() -> None:
             batch_op.f("ix_read_audit_customer_id"), ["customer_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_read_audit_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
+        "reception_expenses",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("reception_class", sa.String(length=1), nullable=False),
+        sa.Column("guests", sa.Integer(), nullable=False),
+        sa.Column("companions", sa.Integer(), nullable=False),
+        sa.Column("amount_fen", sa.BigInteger(), nullable=False),
+        sa.Column("spent_on", sa.String(length=10), nullable=False),
+        sa.Column("purpose", sa.String(length=500), nullable=True),
+        sa.Column("user_id", sa.String(length=36), nullable=True),
+        sa.Column("branch", sa.String(length=16), nullable=True),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reception_expenses")),
+    )
+    with op.batch_alter_table("reception_expenses", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_reception_expenses_customer_id"), ["customer_id"], unique=False
+        )
 
     op.create_table(
         "regions",
@@ -431,6 +686,41 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tbl", "row_id", "col", "node", name=op.f("pk_sync_tallies")),
     )
     op.create_table(
+        "tickets",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("number", sa.String(length=40), nullable=False),
+        sa.Column("branch", sa.String(length=16), nullable=True),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("description", sa.String(length=4000), nullable=False),
+        sa.Column("appointment_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("technician_id", sa.String(length=36), nullable=True),
+        sa.Column("dispatched_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("confirmed_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("arrived_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("price_code", sa.String(length=32), nullable=True),
+        sa.Column("fee_fen", sa.BigInteger(), nullable=True),
+        sa.Column("consent", sa.Boolean(), nullable=False),
+        sa.Column("signature", sa.Text(), nullable=True),
+        sa.Column("completed_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("work_done", sa.String(length=4000), nullable=True),
+        sa.Column("passed", sa.Boolean(), nullable=True),
+        sa.Column("checked_by", sa.String(length=36), nullable=True),
+        sa.Column("created_by", sa.String(length=36), nullable=True),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tickets")),
+    )
+    with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tickets_branch"), ["branch"], unique=False)
+        batch_op.create_index(batch_op.f("ix_tickets_customer_id"), ["customer_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_tickets_status"), ["status"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_tickets_technician_id"), ["technician_id"], unique=False
+        )
+
+    op.create_table(
         "users",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
@@ -446,12 +736,62 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
+    op.create_table(
+        "visit_plans",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("scheme", sa.String(length=32), nullable=False),
+        sa.Column("cls", sa.String(length=32), nullable=False),
+        sa.Column("every_days", sa.Integer(), nullable=False),
+        sa.Column("care", sa.JSON(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_visit_plans")),
+    )
+    op.create_table(
+        "visits",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("contact_id", sa.String(length=36), nullable=True),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("visited_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("place", sa.String(length=200), nullable=True),
+        sa.Column("content", sa.String(length=4000), nullable=True),
+        sa.Column("result", sa.String(length=2000), nullable=True),
+        sa.Column("next_step", sa.String(length=2000), nullable=True),
+        sa.Column("next_visit_on", sa.String(length=10), nullable=True),
+        sa.Column("satisfaction", sa.Integer(), nullable=True),
+        sa.Column("related_id", sa.String(length=36), nullable=True),
+        sa.Column("user_id", sa.String(length=36), nullable=True),
+        sa.Column("branch", sa.String(length=16), nullable=True),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_visits")),
+    )
+    with op.batch_alter_table("visits", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_visits_customer_id"), ["customer_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_visits_related_id"), ["related_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_visits_user_id"), ["user_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("visits", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_visits_user_id"))
+        batch_op.drop_index(batch_op.f("ix_visits_related_id"))
+        batch_op.drop_index(batch_op.f("ix_visits_customer_id"))
+
+    op.drop_table("visits")
+    op.drop_table("visit_plans")
     op.drop_table("users")
+    with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tickets_technician_id"))
+        batch_op.drop_index(batch_op.f("ix_tickets_status"))
+        batch_op.drop_index(batch_op.f("ix_tickets_customer_id"))
+        batch_op.drop_index(batch_op.f("ix_tickets_branch"))
+
+    op.drop_table("tickets")
     op.drop_table("sync_tallies")
     with op.batch_alter_table("sync_rows", schema=None) as batch_op:
         batch_op.drop_index("ix_sync_rows_order")
@@ -462,11 +802,30 @@ def downgrade() -> None:
     op.drop_table("sync_members")
     op.drop_table("sync_cells")
     op.drop_table("regions")
+    with op.batch_alter_table("reception_expenses", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_reception_expenses_customer_id"))
+
+    op.drop_table("reception_expenses")
     with op.batch_alter_table("read_audit", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_read_audit_user_id"))
         batch_op.drop_index(batch_op.f("ix_read_audit_customer_id"))
 
     op.drop_table("read_audit")
+    with op.batch_alter_table("purchases", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_purchases_customer_id"))
+        batch_op.drop_index(batch_op.f("ix_purchases_branch"))
+
+    op.drop_table("purchases")
+    op.drop_table("price_items")
+    with op.batch_alter_table("point_entries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_point_entries_customer_id"))
+
+    op.drop_table("point_entries")
+    with op.batch_alter_table("notices", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_notices_user_id"))
+        batch_op.drop_index(batch_op.f("ix_notices_branch"))
+
+    op.drop_table("notices")
     op.drop_table("nodes")
     op.drop_table("node_meta")
     op.drop_table("node_counters")
@@ -476,6 +835,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_key_grants_branch"))
 
     op.drop_table("key_grants")
+    with op.batch_alter_table("handovers", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_handovers_from_user"))
+        batch_op.drop_index(batch_op.f("ix_handovers_customer_id"))
+        batch_op.drop_index(batch_op.f("ix_handovers_batch_id"))
+
+    op.drop_table("handovers")
     with op.batch_alter_table("field_history", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_field_history_row_id"))
         batch_op.drop_index(batch_op.f("ix_field_history_customer_id"))
@@ -494,13 +859,24 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_customers_owner_id"))
         batch_op.drop_index(batch_op.f("ix_customers_org_code_bidx"))
         batch_op.drop_index(batch_op.f("ix_customers_mobile_bidx"))
+        batch_op.drop_index(batch_op.f("ix_customers_merged_into"))
         batch_op.drop_index(batch_op.f("ix_customers_lifecycle_stage"))
         batch_op.drop_index(batch_op.f("ix_customers_id_number_bidx"))
         batch_op.drop_index(batch_op.f("ix_customers_customer_class"))
         batch_op.drop_index(batch_op.f("ix_customers_branch"))
+        batch_op.drop_index(batch_op.f("ix_customers_abc_class"))
 
     op.drop_table("customers")
+    with op.batch_alter_table("customer_merges", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_customer_merges_survivor_id"))
+        batch_op.drop_index(batch_op.f("ix_customer_merges_customer_id"))
+
+    op.drop_table("customer_merges")
     op.drop_table("custom_field_defs")
+    with op.batch_alter_table("credit_requests", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_credit_requests_customer_id"))
+
+    op.drop_table("credit_requests")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_contacts_mobile_bidx"))
         batch_op.drop_index(batch_op.f("ix_contacts_customer_id"))
@@ -513,6 +889,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_conflicts_branch"))
 
     op.drop_table("conflicts")
+    with op.batch_alter_table("complaints", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_complaints_status"))
+        batch_op.drop_index(batch_op.f("ix_complaints_customer_id"))
+        batch_op.drop_index(batch_op.f("ix_complaints_branch"))
+
+    op.drop_table("complaints")
+    op.drop_table("class_schemes")
+    with op.batch_alter_table("class_overrides", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_class_overrides_customer_id"))
+
+    op.drop_table("class_overrides")
+    with op.batch_alter_table("class_changes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_class_changes_customer_id"))
+
+    op.drop_table("class_changes")
     with op.batch_alter_table("change_requests", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_change_requests_row_id"))
         batch_op.drop_index(batch_op.f("ix_change_requests_customer_id"))
