@@ -5,6 +5,15 @@ for replicated data.
 """
 
 from schema._apply import ApplyResult
+from schema._calendar import (
+    LOCAL_TZ,
+    add_working_days,
+    end_of_local_day,
+    holiday_name,
+    is_working_day,
+    local_day,
+    working_deadline,
+)
 from schema._classes import (
     DEFAULT_POLICY,
     KEY_CLASSES,
@@ -82,6 +91,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "ENTITIES",
     "KEY_CLASSES",
+    "LOCAL_TZ",
     "ORG_ADMINS",
     "READABLE_CLASSES",
     "ROLES",
@@ -108,14 +118,19 @@ __all__ = [
     "UtcDateTime",
     "Vault",
     "WrongKeyError",
+    "add_working_days",
     "check_change",
     "clean_text",
     "coerce",
     "collect_tombstones",
     "data_key_id",
+    "end_of_local_day",
     "gc_horizon",
+    "holiday_name",
     "incoming",
+    "is_working_day",
     "load_policy",
+    "local_day",
     "metadata",
     "new_id",
     "next_page",
@@ -145,4 +160,5 @@ __all__ = [
     "validate_id_number",
     "validate_org_code",
     "wipe_replica",
+    "working_deadline",
 ]
