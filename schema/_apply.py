@@ -27,7 +27,7 @@ from schema._entities import ENTITIES
 from schema._ids import new_id
 from schema._plan import PLANS, coerce
 from schema._policy import Entity
-from schema._scope import CHILDREN, HQ_ONLY_WRITES, customer_branches
+from schema._scope import BY_BRANCH, CHILDREN, HQ_ONLY_WRITES, customer_branches
 from schema._tables import (
     TABLES,
     sync_cells,
@@ -267,6 +267,13 @@ class Applier:
             if current is None and row.values is None and row.cl % 2 == 1:
                 return None
             self._new_customers[row.id] = branch
+            return None
+        if tbl in BY_BRANCH:  # a branch writes only its own share (notices, store ledger)
+            if current is not None and current.get("branch") != branch:
+                return f"{tbl} row belongs to branch {current.get('branch')}, not {branch}"
+            filed = incoming("branch")
+            if filed is not _ABSENT and filed != branch:
+                return f"a branch cannot write {tbl} rows of branch {filed!r}"
             return None
         if tbl in CHILDREN:
             owner = current.get("customer_id") if current else incoming("customer_id")

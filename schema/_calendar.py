@@ -15,7 +15,7 @@ LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 @lru_cache(maxsize=16)
 def _calendar(year: int) -> holidays.HolidayBase:
-    return holidays.China(years=year)
+    return holidays.country_holidays("CN", years=year)
 
 
 def is_working_day(day: date) -> bool:

@@ -8,6 +8,8 @@ classification schemes and visit plans are reference data published by HQ.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, String, Text
 
 from schema._policy import Entity, Field, Sensitivity
@@ -29,7 +31,7 @@ def _id() -> Field:
     return Field(Column("id", String(36), primary_key=True), merge=Merge.IMMUTABLE)
 
 
-def _fixed(name: str, type_: object, *, nullable: bool = True, index: bool = False) -> Field:
+def _fixed(name: str, type_: Any, *, nullable: bool = True, index: bool = False) -> Field:
     """A column set when the row is created and never changed."""
     return Field(Column(name, type_, nullable=nullable, index=index), merge=Merge.IMMUTABLE)
 
@@ -265,15 +267,24 @@ PURCHASES = Entity("purchases", (
 
 POINT_ENTRIES = Entity("point_entries", (
     _id(),
-    _customer(),
+    _fixed("branch", String(16), nullable=False, index=True),
+    _fixed("member_id", String(36), nullable=False, index=True),
     _fixed("delta", BigInteger, nullable=False),
     _fixed("reason", String(20), nullable=False),
+    _fixed("note", String(500)),
     _fixed("purchase_id", String(36)),
-    _fixed("branch", String(16)),
     _fixed("user_id", String(36)),
     _fixed("at", UtcDateTime(), nullable=False),
-), append_only=True)
-"""The loyalty ledger; the balance is the customer's `points` counter."""
+    Field(Column("posted_at", UtcDateTime()), merge=Merge.FIRST_WRITE),
+    Field(Column("posted_by", String(36)), merge=Merge.FIRST_WRITE),
+    *_stamps(),
+))
+"""The loyalty ledger (积分): one earn or redemption at the store where it happened
+(`branch`), for the member `member_id` (a customer id, from the member card), which
+need not be a customer that store holds. The balance is the customer's `points`
+counter; an entry is *posted* (added to that counter) exactly once, in the same
+transaction that sets `posted_at`: at once by a node that holds the customer,
+otherwise by HQ when the entry reaches it. Rows travel with their store."""
 
 CREDIT_REQUESTS = Entity("credit_requests", (
     _id(),
@@ -313,5 +324,5 @@ WORK_ENTITIES: tuple[Entity, ...] = (
     CREDIT_REQUESTS, RECEPTION_EXPENSES,
 )
 WORK_REFERENCE = frozenset({"class_schemes", "visit_plans", "price_items"})
-WORK_BY_BRANCH = frozenset({"notices"})
+WORK_BY_BRANCH = frozenset({"notices", "point_entries"})
 WORK_CHILDREN = frozenset(e.table for e in WORK_ENTITIES) - WORK_REFERENCE - WORK_BY_BRANCH

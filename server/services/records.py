@@ -18,7 +18,8 @@ from server.services.scope import customer_scope
 
 customers = TABLES["customers"]
 
-__all__ = ["log_reads", "new_number", "page", "show", "survivor_id", "visible_customer"]
+__all__ = ["customer_group", "log_reads", "new_number", "page", "show", "survivor_id",
+           "visible_customer"]
 
 
 async def survivor_id(conn: AsyncConnection, customer_id: str) -> str:
@@ -37,7 +38,23 @@ async def survivor_id(conn: AsyncConnection, customer_id: str) -> str:
     cycle = seen[seen.index(current):]
     found = (await conn.execute(select(customers.c.id, customers.c.registered_at)
                                 .where(customers.c.id.in_(cycle)))).all()
-    return min(found, key=lambda r: (r.registered_at, r.id)).id
+    return str(min(found, key=lambda r: (r.registered_at, r.id)).id)
+
+
+async def customer_group(conn: AsyncConnection, survivor: str) -> list[str]:
+    """`survivor` and every customer merged into it, directly or through others: the
+    ids whose child rows (contacts, visits, complaints, purchases…) the surviving
+    archive shows. Children keep their original `customer_id`, so rows written for an
+    absorbed customer by a node that had not yet seen the merge still show up."""
+    group = [survivor]
+    frontier = [survivor]
+    while frontier:
+        found = [r.id for r in await conn.execute(
+            select(customers.c.id).where(customers.c.merged_into.in_(frontier)))
+            if r.id not in group]
+        group += found
+        frontier = found
+    return group
 
 
 async def visible_customer(conn: AsyncConnection, p: Principal, customer_id: str,

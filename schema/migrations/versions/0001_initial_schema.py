@@ -516,19 +516,23 @@ def upgrade() -> None:
     op.create_table(
         "point_entries",
         sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("branch", sa.String(length=16), nullable=False),
+        sa.Column("member_id", sa.String(length=36), nullable=False),
         sa.Column("delta", sa.BigInteger(), nullable=False),
         sa.Column("reason", sa.String(length=20), nullable=False),
+        sa.Column("note", sa.String(length=500), nullable=True),
         sa.Column("purchase_id", sa.String(length=36), nullable=True),
-        sa.Column("branch", sa.String(length=16), nullable=True),
         sa.Column("user_id", sa.String(length=36), nullable=True),
         sa.Column("at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("posted_at", schema._types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("posted_by", sa.String(length=36), nullable=True),
+        sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", schema._types.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_point_entries")),
     )
     with op.batch_alter_table("point_entries", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_point_entries_customer_id"), ["customer_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_point_entries_branch"), ["branch"], unique=False)
+        batch_op.create_index(batch_op.f("ix_point_entries_member_id"), ["member_id"], unique=False)
 
     op.create_table(
         "price_items",
@@ -817,7 +821,8 @@ def downgrade() -> None:
     op.drop_table("purchases")
     op.drop_table("price_items")
     with op.batch_alter_table("point_entries", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_point_entries_customer_id"))
+        batch_op.drop_index(batch_op.f("ix_point_entries_member_id"))
+        batch_op.drop_index(batch_op.f("ix_point_entries_branch"))
 
     op.drop_table("point_entries")
     with op.batch_alter_table("notices", schema=None) as batch_op:
