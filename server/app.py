@@ -27,9 +27,12 @@ from server.api.sync import push as sync_push
 from server.config import Settings
 from server.key_jobs import start_key_jobs
 from server.node import VERSION, Node, open_node
+from server.services.classification import start_classification_schedule
 from server.services.upstream import start_background_sync
 from server.services.users import LoginThrottle
 
+CLASSIFY_EVERY_SECONDS = 86_400
+"""Classification rules recompute daily (domain.md §4), and on demand through the API."""
 STATIC = Path(__file__).resolve().parent.parent / "static_pwa"
 
 
@@ -40,7 +43,8 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         node = app.state.node = await open_node(settings)
         tasks = [start_background_sync(node),
-                 start_key_jobs(node.db, node.node_id, settings.sync_interval_seconds)
+                 start_key_jobs(node.db, node.node_id, settings.sync_interval_seconds),
+                 start_classification_schedule(node, CLASSIFY_EVERY_SECONDS),
                  ] if background_sync else []
         try:
             yield
