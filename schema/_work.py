@@ -182,6 +182,7 @@ COMPLAINTS = Entity("complaints", (
     _fixed("deadline_at", UtcDateTime(), nullable=False),
     Field(Column("major", Boolean, nullable=False, default=False)),
     Field(Column("escalated_at", UtcDateTime())),
+    Field(Column("escalation_reason", String(1000))),
     Field(Column("hq_deadline_at", UtcDateTime())),
     Field(Column("status", String(16), nullable=False, default="received", index=True),
           merge=Merge.STATE, states=COMPLAINT_STATES),
@@ -204,6 +205,7 @@ COMPLAINTS = Entity("complaints", (
     Field(Column("compensation_status", String(16))),
     Field(Column("compensation_approved_by", String(36))),
     Field(Column("satisfaction", Integer)),
+    Field(Column("return_visit_note", String(2000))),
     _fixed("created_by", String(36)),
     *_stamps(),
 ), keep_history=True)

@@ -186,7 +186,11 @@ async def test_complaint_flow_runs_in_order_to_the_return_visit(
     assert row["reviewed_by"] == desk.p["mgr"].id and row["review_note"] == "同意处理意见"
     assert row["reply_channel"] == "written" and row["replied_at"] is not None
     assert row["closed_at"] is not None and row["satisfaction"] == 4
+    assert row["return_visit_note"] == "顾客满意"
     assert row["overdue"] is False
+    r = await client.get(f"/api/v1/customers/{desk.c1}/visits", headers=desk.h["director"])
+    visits = [v for v in r.json()["items"] if v["related_id"] == c["id"]]
+    assert [(v["kind"], v["satisfaction"]) for v in visits] == [("return_visit", 4)]
     r = await client.get(f"/api/v1/customers/{desk.c1}/history", headers=desk.h["director"])
     assert r.status_code == 200  # the customer's own history is untouched by complaints
 

@@ -86,21 +86,12 @@ COMPENSATION_MATRIX: tuple[tuple[int | None, frozenset[str]], ...] = (
 yuan the sales director, above that the general manager (amounts in fen, inclusive);
 a more senior role may always approve a lower tier."""
 
-OPTIONAL_COLUMNS = ("escalation_reason", "return_visit_note")
-"""Columns the schema may not have yet; values for them are kept once it does."""
-
-
 def compensation_approvers(amount_fen: int) -> frozenset[str]:
     """The roles that may approve (or reject) a compensation of `amount_fen`."""
     for ceiling, roles in COMPENSATION_MATRIX:
         if ceiling is None or amount_fen <= ceiling:
             return roles
     raise AssertionError("the matrix ends with an open tier")
-
-
-def _columns(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items()
-            if k not in OPTIONAL_COLUMNS or k in complaints.c}
 
 
 def _ms(instant: datetime) -> datetime:
@@ -209,8 +200,16 @@ async def _advance(node: Node, p: Principal, complaint_id: str, action: str,
             raise ConflictError(f"cannot {action.replace('_', ' ')} a complaint that is "
                                 f"{row['status']} (needs {' or '.join(sorted(sources))})")
         cycle = frozenset({"status"}) if action == "reopen" else frozenset()
-        new = await uow.update("complaints", complaint_id,
-                               _columns({**changes, "status": target}), new_cycle=cycle)
+        new = await uow.update("complaints", complaint_id, {**changes, "status": target},
+                               new_cycle=cycle)
+        if action == "return_visit":
+            # The return visit is also a visit record, so it counts in the satisfaction
+            # survey summary and in visit reminders like any other 回访.
+            await uow.insert("visits", {
+                "customer_id": row["customer_id"], "kind": "return_visit",
+                "visited_at": utcnow(), "content": changes.get("return_visit_note"),
+                "satisfaction": changes["satisfaction"], "related_id": complaint_id,
+                "user_id": p.id, "branch": row["branch"]})
         return (await _show(node, uow.conn, p, [new]))[0]
 
 
@@ -277,8 +276,8 @@ async def close(node: Node, p: Principal, complaint_id: str) -> dict[str, Any]:
 
 async def return_visit(node: Node, p: Principal, complaint_id: str, satisfaction: int,
                        note: str | None) -> dict[str, Any]:
-    """The return visit after closing (回访): the satisfaction score 1-5 and a note,
-    kept on the complaint itself."""
+    """The return visit after closing (回访): the satisfaction score 1-5 and a note, kept
+    on the complaint and recorded as a return visit of its customer."""
     if not 1 <= satisfaction <= 5:
         raise FieldError("satisfaction", "must be 1 to 5")
     return await _advance(node, p, complaint_id, "return_visit", {
@@ -304,10 +303,10 @@ async def escalate(node: Node, p: Principal, complaint_id: str, reason: str
             raise ConflictError("the complaint is already major and escalated")
         if row["status"] in FINISHED:
             raise ConflictError(f"cannot escalate a complaint that is {row['status']}")
-        new = await uow.update("complaints", complaint_id, _columns({
+        new = await uow.update("complaints", complaint_id, {
             "major": True, "escalated_at": utcnow(),
             "hq_deadline_at": row["received_at"] + HQ_DEADLINE,
-            "escalation_reason": reason_text}))
+            "escalation_reason": reason_text})
         return (await _show(node, uow.conn, p, [new]))[0]
 
 
