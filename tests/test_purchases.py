@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -127,3 +128,51 @@ async def test_purchases_list_filters_by_branch_customer_and_dates_in_pages(
     assert {i["customer_id"] for i in r.json()["items"]} == {b["id"]}
     r = await client.get("/api/v1/purchases", headers=headers, params={"from": "yesterday"})
     assert r.status_code in (400, 422)
+
+
+async def test_demo_seed_exercises_purchases_points_and_credit(node: Node, org: None) -> None:
+    from server.demo_accounts import seed
+    from server.services import loyalty
+
+    users = {
+        "finance": await add_user(node, "finance", "finance"),
+        "director": await add_user(node, "director", "sales_director"),
+        "archivist": await add_user(node, "archivist", "archive_clerk"),
+        "s001.service": await add_user(node, "s001.service", "customer_service", "S001", "客服部"),
+        "s002.manager": await add_user(node, "s002.manager", "dept_manager", "S002", "销售部"),
+    }
+    clerk = users["archivist"]
+    for i in range(6):
+        await new_customer(node, clerk, name=f"顾客{i}", branch="S001", department="销售部",
+                           registered_at=utcnow() - timedelta(days=400 + i))
+        await new_customer(node, clerk, name=f"某某公司{i}", customer_type="organisation",
+                           branch="S001" if i % 2 else "S002", department="销售部")
+    counts = await seed(node, random.Random(7), users)
+    assert counts["purchases"] >= 10 and counts["credit_limits"] >= 4
+    assert (counts["credit_requests"], counts["credit_shipped"]) == (2, 1)
+    assert counts["unposted_entries"] == 1
+    assert counts["purchases"] == await _count(node, "purchases")
+    statuses = [r.status for r in await _rows(node, "credit_requests")]
+    assert sorted(statuses) == ["requested", "shipped"]
+    flags = await loyalty.flags(node, clerk)
+    assert len(flags["stale"]) == 1 and flags["unknown_members"] == []
+
+
+async def _rows(node: Node, table: str) -> list[Any]:
+    async with node.db.read() as conn:
+        return list(await conn.execute(select(TABLES[table])))
+
+
+async def test_account_endpoints_are_in_openapi(client: Client) -> None:
+    paths = (await client.get("/schema/openapi.json")).json()["paths"]
+    for path in ("/api/v1/customers/{customer_id}/purchases", "/api/v1/purchases",
+                 "/api/v1/customers/{customer_id}/points", "/api/v1/points/redeem",
+                 "/api/v1/points/earn", "/api/v1/loyalty/flags",
+                 "/api/v1/customers/{customer_id}/credit",
+                 "/api/v1/customers/{customer_id}/credit/check",
+                 "/api/v1/customers/{customer_id}/credit/requests",
+                 "/api/v1/customers/{customer_id}/credit-limit",
+                 "/api/v1/customers/{customer_id}/credit/history",
+                 "/api/v1/credit-requests/{request_id}/approve",
+                 "/api/v1/credit-limit-requests/{request_id}/grant"):
+        assert path in paths, path

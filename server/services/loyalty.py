@@ -77,10 +77,19 @@ async def post(uow: UnitOfWork, survivor: str, values: dict[str, Any], posted_by
                ) -> dict[str, Any]:
     """Write a ledger entry already posted to `survivor`'s counter, both in `uow`'s
     transaction (so neither exists without the other)."""
-    row = await uow.insert("point_entries", {**values, "posted_at": utcnow(),
-                                             "posted_by": posted_by})
-    await uow.increment("customers", survivor, "points", int(values["delta"]))
-    return row
+    return (await post_many(uow, survivor, [values], posted_by))[0]
+
+
+async def post_many(uow: UnitOfWork, survivor: str, many: list[dict[str, Any]],
+                    posted_by: str | None) -> list[dict[str, Any]]:
+    """`post` for several entries of one member: their sum moves the counter once."""
+    if not many:
+        return []
+    now = utcnow()
+    rows = await uow.insert_many("point_entries", [
+        {**values, "posted_at": now, "posted_by": posted_by} for values in many])
+    await uow.increment("customers", survivor, "points", sum(int(v["delta"]) for v in many))
+    return rows
 
 
 def _entry(node: Node, p: Principal, member_id: str, delta: int, reason: str,

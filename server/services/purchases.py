@@ -83,31 +83,34 @@ async def record_purchases(node: Node, p: Principal, customer_id: str,
     credit rules as of its own date (the 30 days before it)."""
     require_editor(p)
     prepared = [_validate(v) for v in many]
-    out = []
+    out: list[dict[str, Any]] = []
     async with node.db.write(node.node_id, p.id) as uow:
         customer = await visible_customer(uow.conn, p, customer_id)
         store = loyalty.store_of(node, p, customer)
-        for v in prepared:
+        def values(v: dict[str, Any]) -> dict[str, Any]:
+            return {"customer_id": customer["id"], "branch": store,
+                    "purchased_at": v["purchased_at"], "items": v["items"],
+                    "amount_fen": v["amount_fen"], "on_credit": v["on_credit"],
+                    "points": loyalty.points_for(v["amount_fen"]), "user_id": p.id}
+
+        if not any(v["on_credit"] for v in prepared):  # nothing to check: one statement
+            out = await uow.insert_many("purchases", [values(v) for v in prepared])
+        for v in prepared if not out else ():
+            # Each credit check sees the purchases written before it in this transaction.
             request = None
             if v["on_credit"]:
                 request = await credit.authorise(uow, customer, v["amount_fen"],
                                                  v["prepaid_fen"], v["credit_request_id"],
                                                  v["purchased_at"])
-            points = loyalty.points_for(v["amount_fen"])
-            row = await uow.insert("purchases", {
-                "customer_id": customer["id"], "branch": store,
-                "purchased_at": v["purchased_at"], "items": v["items"],
-                "amount_fen": v["amount_fen"], "on_credit": v["on_credit"], "points": points,
-                "user_id": p.id})
-            if points:
-                await loyalty.post(uow, customer["id"], {
-                    "branch": store, "member_id": customer["id"], "delta": points,
-                    "reason": "earn", "note": None, "purchase_id": row["id"], "user_id": p.id,
-                    "at": v["purchased_at"]}, p.id)
+            row = await uow.insert("purchases", values(v))
             if request is not None:
                 await uow.update("credit_requests", request["id"],
                                  {"status": "shipped", "purchase_id": row["id"]})
             out.append(row)
+        await loyalty.post_many(uow, customer["id"], [{
+            "branch": store, "member_id": customer["id"], "delta": row["points"],
+            "reason": "earn", "note": None, "purchase_id": row["id"], "user_id": p.id,
+            "at": row["purchased_at"]} for row in out if row["points"]], p.id)
     return out
 
 
