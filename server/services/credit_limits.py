@@ -100,7 +100,8 @@ async def decide_limit_request(node: Node, p: Principal, request_id: str, grant:
         request = await uow.get("change_requests", request_id)
         if request is None or request["column_name"] != COLUMN:
             raise NotFoundError("credit limit request not found")
-        customer = await visible_customer(uow.conn, p, request["row_id"], follow_merges=False)
+        # A customer merged away since the request: the surviving archive gets the limit.
+        customer = await visible_customer(uow.conn, p, request["row_id"])
         if request["status"] != "pending":
             raise ConflictError(f"the request is already {request['status']}")
         row = await uow.update("change_requests", request_id,
