@@ -261,11 +261,14 @@ PURCHASES = Entity("purchases", (
     _fixed("items", JSON, nullable=False),
     _fixed("amount_fen", BigInteger, nullable=False),
     _fixed("on_credit", Boolean, nullable=False),
+    Field(Column("prepaid_fen", BigInteger, nullable=False, default=0),
+          merge=Merge.IMMUTABLE),
     _fixed("points", BigInteger, nullable=False),
     _fixed("user_id", String(36)),
     _fixed("created_at", UtcDateTime(), nullable=False),
 ), append_only=True)
-"""A purchase (or a shipment on credit): store, date, items, amount."""
+"""A purchase (or a shipment on credit, with what was prepaid of it): store, date,
+items, amount."""
 
 POINT_ENTRIES = Entity("point_entries", (
     _id(),

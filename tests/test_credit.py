@@ -84,6 +84,10 @@ async def test_credit_status_bills_the_rolling_30_days_before_today(
     assert (body["credit_limit_fen"], body["billed_fen"], body["available_fen"]) == (
         100_000, 30_000, 70_000)
     assert [p["ok"] for p in body["preconditions"]] == [True, True, True]
+    r = await _buy(client, shop, c, 25_000, 0.5, prepaid_fen=15_000)
+    assert r.status_code == 201 and r.json()["prepaid_fen"] == 15_000
+    body = (await client.get(f"/api/v1/customers/{c['id']}/credit", headers=headers)).json()
+    assert body["billed_fen"] == 40_000  # only the part not prepaid is on credit
 
 
 async def test_credit_is_refused_when_a_precondition_fails(

@@ -46,6 +46,7 @@ class PurchaseOut(Struct, kw_only=True):
     items: list[dict[str, Any]]
     amount_fen: int
     on_credit: bool
+    prepaid_fen: int = 0
     points: int
     user_id: str | None
     created_at: datetime

@@ -69,8 +69,10 @@ def preconditions(customer: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def billed(conn: AsyncConnection, group: list[str], at: datetime) -> int:
-    """What the customers of `group` were billed on credit in [at - 30 days, at)."""
-    total = (await conn.execute(select(func.coalesce(func.sum(purchases.c.amount_fen), 0))
+    """What the customers of `group` were billed on credit in [at - 30 days, at): the
+    amounts shipped on credit less what was prepaid of them."""
+    total = (await conn.execute(select(func.coalesce(
+        func.sum(purchases.c.amount_fen - purchases.c.prepaid_fen), 0))
                                 .where(purchases.c.customer_id.in_(group),
                                        purchases.c.on_credit == true(),
                                        purchases.c.purchased_at >= at - CREDIT_WINDOW,

@@ -91,6 +91,7 @@ async def record_purchases(node: Node, p: Principal, customer_id: str,
             return {"customer_id": customer["id"], "branch": store,
                     "purchased_at": v["purchased_at"], "items": v["items"],
                     "amount_fen": v["amount_fen"], "on_credit": v["on_credit"],
+                    "prepaid_fen": v["prepaid_fen"],
                     "points": loyalty.points_for(v["amount_fen"]), "user_id": p.id}
 
         if not any(v["on_credit"] for v in prepared):  # nothing to check: one statement

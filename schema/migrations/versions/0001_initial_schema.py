@@ -557,6 +557,7 @@ def upgrade() -> None:
         sa.Column("items", sa.JSON(), nullable=False),
         sa.Column("amount_fen", sa.BigInteger(), nullable=False),
         sa.Column("on_credit", sa.Boolean(), nullable=False),
+        sa.Column("prepaid_fen", sa.BigInteger(), nullable=False),
         sa.Column("points", sa.BigInteger(), nullable=False),
         sa.Column("user_id", sa.String(length=36), nullable=True),
         sa.Column("created_at", schema._types.UtcDateTime(timezone=True), nullable=False),
