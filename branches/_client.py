@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -37,6 +39,31 @@ from sync import (
 
 MEDIA = "application/msgpack"
 SCHEMA_VERSION = 1
+log = logging.getLogger("branchline.sync")
+
+AfterSync = Callable[[Database, str], Awaitable[object]]
+_AFTER_SYNC: list[AfterSync] = []
+
+
+def after_sync(hook: AfterSync) -> AfterSync:
+    """Run `hook(db, node_id)` after every round that pulled changes (the server's
+    collision resolver, SPEC §16). Registering the same hook twice has no effect."""
+    if hook not in _AFTER_SYNC:
+        _AFTER_SYNC.append(hook)
+    return hook
+
+
+async def run_after_sync(db: Database, node_id: str, report: SyncReport | None = None
+                         ) -> None:
+    """Run the registered hooks; a failing hook is logged (and noted in `report`), never
+    a failed sync: what was applied stays applied."""
+    for hook in list(_AFTER_SYNC):
+        try:
+            await hook(db, node_id)
+        except Exception as exc:
+            log.exception("a step after sync failed")
+            if report is not None:
+                report.messages.append(f"after-sync step failed: {exc}")
 
 
 @dataclass(frozen=True)
@@ -133,6 +160,8 @@ async def sync_once(db: Database, up: Upstream, *, max_skew_ms: int, page_rows: 
             await own.aclose()
     await record_peer(db, up.hq_node_id, last_error=None,
                       clock_offset_ms=report.clock_offset_ms)
+    if report.pulled_rows:
+        await run_after_sync(db, up.node_id, report)
     return report
 
 

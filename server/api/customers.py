@@ -29,7 +29,7 @@ from server.api.types import (
 from server.errors import ForbiddenError
 from server.node import Node
 from server.services import customers as service
-from server.services import erasure
+from server.services import erasure, registration
 from server.services.principal import Principal
 
 NodeDep = NamedDependency[Node]
@@ -53,9 +53,13 @@ class CustomerController(Controller):
         node: NodeDep,
         data: JSONBody[CustomerCreate],
     ) -> CustomerOut:
-        """Register a customer, optionally with contacts."""
+        """Register a customer (客户登记), optionally with contacts. A referral belongs to
+        the referring rep only if `asked_for_referrer`; otherwise to the rep registering
+        it (a manager names the owner or owns it). A mobile number registered before on
+        this node is a 409 naming who holds the customer: the earlier registration owns
+        it (撞单)."""
         contacts = [values(c) for c in data.contacts]
-        row = await service.create_customer(
+        row = await registration.register_customer(
             node, request.user, values(data, exclude=frozenset({"contacts"})), contacts
         )
         return to_out(row, CustomerOut)
@@ -107,7 +111,8 @@ class CustomerController(Controller):
         node: NodeDep,
         customer_id: FromPath[UUID],
     ) -> CustomerOut:
-        """One customer archive with its contacts."""
+        """One customer archive with its contacts. A customer merged into another answers
+        with the surviving archive (another id; `merged_ids` lists the absorbed)."""
         return to_out(await service.get_customer(node, request.user, str(customer_id)), CustomerOut)
 
     @patch("/{customer_id:uuid}")

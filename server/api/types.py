@@ -219,6 +219,9 @@ class CustomerCreate(Struct, forbid_unknown_fields=True, kw_only=True):
     agency: bool = False
     referrer_customer_id: Uuid | None = None
     referrer_user_id: Uuid | None = None
+    asked_for_referrer: bool = False
+    """A referral goes to the referring rep only if the customer asks for them
+    (domain.md §3); otherwise to the rep registering it."""
     customer_class: CustomerClass | None = None
     lifecycle_stage: Lifecycle | None = "potential"
     tags: Tags = msgspec.field(default_factory=list)
@@ -304,6 +307,13 @@ class CustomerOut(Struct, kw_only=True):
     custom: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    filing_status: str = "registered"
+    filed_at: datetime | None = None
+    filing_deadline: datetime | None = None
+    """Filing (备案) is due by the end of the 5th working day after registration."""
+    merged_ids: list[str] = msgspec.field(default_factory=list)
+    """Customers merged into this archive; their contacts and records show here, and
+    asking for one of them answers with this archive."""
     contacts: list[ContactOut] | UnsetType = UNSET
 
 

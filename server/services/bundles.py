@@ -98,6 +98,11 @@ async def import_files(node: Node, files: Iterable[Path],
 
         await refresh_vault(node.db, node_id=node.node_id, role=node.role,
                             root_key=node.settings.root_key)
+    if report.applied:
+        # Collisions (撞单) and merges the bundles brought (SPEC §16).
+        from server.services.merges import settle_after_sync
+
+        await settle_after_sync(node.db, node.node_id)
     return report
 
 

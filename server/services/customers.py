@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Select, Text, cast, select
@@ -23,8 +23,10 @@ from schema import (
     utcnow,
     validate_id_number,
     validate_org_code,
+    working_deadline,
 )
 from server.node import Node
+from server.services import records
 from server.services.custom_fields import active_fields, check_custom
 from server.services.errors import FieldError, ForbiddenError, NotFoundError
 from server.services.principal import Principal
@@ -68,9 +70,16 @@ def _normalise(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+FILING_DAYS = 5
+"""Filing (备案) within 5 working days of registration (domain.md §3)."""
+
+
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    """A customer row as the API shows it."""
-    return {k: v for k, v in row.items() if k not in HIDDEN}
+    """A row as the API shows it; a customer also shows its filing deadline."""
+    out = {k: v for k, v in row.items() if k not in HIDDEN}
+    if "filing_status" in row and row.get("registered_at") is not None:
+        out["filing_deadline"] = working_deadline(row["registered_at"], FILING_DAYS)
+    return out
 
 
 async def _readable(node: Node, conn: AsyncConnection, role: str) -> frozenset[str]:
@@ -151,10 +160,17 @@ async def _add_contact(uow: UnitOfWork, customer_id: str, values: dict[str, Any]
     return await uow.insert("contacts", {**_normalise(values), "customer_id": customer_id})
 
 
-def _prepare(p: Principal, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _prepare(p: Principal, values: dict[str, Any], *, assigned_owner: str | None = None
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Normalised values and custom fields of a new customer, owned and placed per the
+    caller's role. `assigned_owner` is an owner a rule names (a referral the customer
+    asked to go to the referring rep): it stands even when the caller could not pick it,
+    and the new customer may then be outside what the caller sees."""
     values = _normalise(values)
     custom = values.pop("custom", None) or {}
-    if p.role == "sales_rep":
+    if assigned_owner is not None:
+        values["owner_id"] = assigned_owner
+    elif p.role == "sales_rep":
         if values.get("owner_id") not in (None, p.id):
             raise ForbiddenError("a sales rep registers customers for themself")
         values["owner_id"] = p.id
@@ -167,7 +183,7 @@ def _prepare(p: Principal, values: dict[str, Any]) -> tuple[dict[str, Any], dict
     if values.get("registered_at") is None:
         values["registered_at"] = utcnow()
     values["created_by"] = p.id
-    if not in_scope(p, values):
+    if assigned_owner is None and not in_scope(p, values):
         raise ForbiddenError("the customer would be outside what you may see")
     return values, custom
 
@@ -179,53 +195,72 @@ async def create_customer(node: Node, p: Principal, values: dict[str, Any],
 
 
 async def create_customers(node: Node, p: Principal,
-                           items: list[tuple[dict[str, Any], list[dict[str, Any]]]]
+                           items: list[tuple[dict[str, Any], list[dict[str, Any]]]], *,
+                           assigned_owner: str | None = None,
+                           check: Callable[[AsyncConnection, list[dict[str, Any]]],
+                                           Awaitable[None]] | None = None
                            ) -> list[dict[str, Any]]:
-    """Register several customers in one transaction: all are written or none."""
+    """Register several customers in one transaction: all are written or none.
+    `check` sees the prepared rows inside the transaction before anything is written
+    (registration refuses a mobile number registered before, atomically)."""
     require_editor(p)
-    prepared = [(*_prepare(p, values), contacts) for values, contacts in items]
+    prepared = [(*_prepare(p, values, assigned_owner=assigned_owner), contacts)
+                for values, contacts in items]
     async with node.db.write(node.node_id, p.id) as uow:
-        definitions = await active_fields(uow.conn, "customer")
-        checked: set[tuple[Any, ...]] = set()
-        rows = []
-        for values, custom, _ in prepared:
-            refs = tuple(values.get(k) for k in REFS)
-            if refs not in checked:  # a batch usually shares branch and owner
-                await _check_refs(uow.conn, values)
-                checked.add(refs)
-            extra = check_custom(definitions, custom, creating=True)
-            rows.append({**values, "custom": {k: v for k, v in extra.items() if v is not None}})
-        inserted = await uow.insert_many("customers", rows)
-        contacts = [{**_normalise(c), "customer_id": row["id"]}
-                    for row, (_, _, cs) in zip(inserted, prepared, strict=True) for c in cs]
-        added = await uow.insert_many("contacts", contacts) if contacts else []
-        shown = await _show(node, uow.conn, p, "customers", inserted)
-        shown_contacts = await _show(node, uow.conn, p, "contacts", added)
+        if check is not None:
+            await check(uow.conn, [values for values, _, _ in prepared])
+        return await insert_prepared(uow, node, p, prepared)
+
+
+async def insert_prepared(uow: UnitOfWork, node: Node, p: Principal,
+                          prepared: list[tuple[dict[str, Any], dict[str, Any],
+                                               list[dict[str, Any]]]]
+                          ) -> list[dict[str, Any]]:
+    """Write customers prepared by `_prepare` (values, custom, contacts) inside `uow`;
+    the rows as `p` sees them, each with its contacts."""
+    definitions = await active_fields(uow.conn, "customer")
+    checked: set[tuple[Any, ...]] = set()
+    rows = []
+    for values, custom, _ in prepared:
+        refs = tuple(values.get(k) for k in REFS)
+        if refs not in checked:  # a batch usually shares branch and owner
+            await _check_refs(uow.conn, values)
+            checked.add(refs)
+        extra = check_custom(definitions, custom, creating=True)
+        rows.append({**values, "custom": {k: v for k, v in extra.items() if v is not None}})
+    inserted = await uow.insert_many("customers", rows)
+    contacts = [{**_normalise(c), "customer_id": row["id"]}
+                for row, (_, _, cs) in zip(inserted, prepared, strict=True) for c in cs]
+    added = await uow.insert_many("contacts", contacts) if contacts else []
+    shown = await _show(node, uow.conn, p, "customers", inserted)
+    shown_contacts = await _show(node, uow.conn, p, "contacts", added)
     by_customer: dict[str, list[dict[str, Any]]] = {}
     for c in shown_contacts:
         by_customer.setdefault(c["customer_id"], []).append(c)
     return [{**row, "contacts": by_customer.get(row["id"], [])} for row in shown]
 
 
-async def _visible(conn: AsyncConnection, p: Principal, customer_id: str) -> dict[str, Any]:
-    row = (await conn.execute(
-        select(customers).where(customers.c.id == customer_id, customer_scope(p))
-    )).mappings().first()
-    if row is None:
-        raise NotFoundError("customer not found")
-    return dict(row)
+async def _archive(conn: AsyncConnection, p: Principal, customer_id: str
+                   ) -> tuple[dict[str, Any], list[str]]:
+    """The archive `customer_id` stands for (the survivor, if it was merged away) as `p`
+    may see it, and the ids whose child rows it shows (itself and the absorbed)."""
+    row = await records.visible_customer(conn, p, customer_id)
+    return row, await records.customer_group(conn, row["id"])
 
 
 async def get_customer(node: Node, p: Principal, customer_id: str) -> dict[str, Any]:
-    """One customer archive with its contacts."""
+    """One customer archive with its contacts. A customer merged into another answers
+    with the surviving archive; `merged_ids` names the archives merged into it, whose
+    contacts it shows too."""
     async with node.db.read() as conn:
-        row = await _visible(conn, p, customer_id)
-        found = await conn.execute(select(contacts).where(contacts.c.customer_id == customer_id)
+        row, group = await _archive(conn, p, customer_id)
+        found = await conn.execute(select(contacts).where(contacts.c.customer_id.in_(group))
                                    .order_by(contacts.c.id))
         audit: list[dict[str, Any]] = []
         shown = (await _show(node, conn, p, "customers", [row], audit))[0]
         shown["contacts"] = await _show(node, conn, p, "contacts",
                                         [dict(c) for c in found.mappings()], audit)
+        shown["merged_ids"] = group[1:]
     await _log_reads(node, p, audit)
     return shown
 
@@ -238,14 +273,15 @@ async def update_customer(node: Node, p: Principal, customer_id: str,
     if "branch" in changes and not p.hq_wide:
         raise ForbiddenError("only headquarters moves customers between branches")
     async with node.db.write(node.node_id, p.id) as uow:
-        old = await _visible(uow.conn, p, customer_id)
+        # An edit of a merged-away customer goes to the archive that absorbed it.
+        old = await records.visible_customer(uow.conn, p, customer_id)
         if "custom" in changes:
             checked = check_custom(await active_fields(uow.conn, "customer"),
                                    changes["custom"] or {}, creating=False)
             merged = {**old["custom"], **checked}
             changes["custom"] = {k: v for k, v in merged.items() if v is not None}
         await _check_refs(uow.conn, changes)
-        row = await uow.update("customers", customer_id, changes)
+        row = await uow.update("customers", old["id"], changes)
         return (await _show(node, uow.conn, p, "customers", [row]))[0]
 
 
@@ -283,7 +319,8 @@ async def list_customers(node: Node, p: Principal, filters: dict[str, Any], q: s
                          cursor: str | None, limit: int
                          ) -> tuple[list[dict[str, Any]], str | None]:
     """Customers visible to `p`, newest first, filtered and searched."""
-    query = select(customers).where(customer_scope(p))
+    # Merged-away customers are not listed: their survivor stands for them.
+    query = select(customers).where(customer_scope(p), customers.c.merged_into.is_(None))
     exact: dict[str, str] = {}
     for key, value in filters.items():
         if value is None:
@@ -325,10 +362,10 @@ async def customer_history(node: Node, p: Principal, customer_id: str, cursor: s
                            limit: int) -> tuple[list[dict[str, Any]], str | None]:
     """The field history of a customer: who changed what, when, old → new."""
     async with node.db.read() as conn:
-        await _visible(conn, p, customer_id)
+        _, group = await _archive(conn, p, customer_id)
         query = select(history, users.c.display_name.label("changed_by_name")).outerjoin(
             users, users.c.id == history.c.changed_by
-        ).where(history.c.table_name == "customers", history.c.row_id == customer_id)
+        ).where(history.c.table_name == "customers", history.c.row_id.in_(group))
         rows, next_cursor = await _page(conn, query, history.c.id, cursor, limit)
         opened: set[str] = set()
         readable = await _readable(node, conn, p.role)
@@ -336,8 +373,8 @@ async def customer_history(node: Node, p: Principal, customer_id: str, cursor: s
             column = r["column_name"]
             if column in SENSITIVE["customers"]:
                 for key in ("old_value", "new_value"):
-                    shown = await _reveal(node, conn, p, "customers", column, customer_id,
-                                          customer_id, r[key])
+                    shown = await _reveal(node, conn, p, "customers", column, r["row_id"],
+                                          r["row_id"], r[key])
                     if (is_token(r[key]) and shown != "(encrypted)"
                             and node.db.vault is not None
                             and node.db.vault.policy.columns("customers")[column] in readable):
@@ -345,17 +382,17 @@ async def customer_history(node: Node, p: Principal, customer_id: str, cursor: s
                     r[key] = shown
     if opened:  # plaintext shown from the history is a read like any other
         await _log_reads(node, p, [{
-            "customer_id": customer_id, "table_name": "field_history", "row_id": customer_id,
+            "customer_id": group[0], "table_name": "field_history", "row_id": group[0],
             "fields": sorted(opened), "user_id": p.id, "node_id": node.node_id,
             "read_at": utcnow()}])
     return rows, next_cursor
 
 
 async def list_contacts(node: Node, p: Principal, customer_id: str) -> list[dict[str, Any]]:
-    """The contacts of a visible customer."""
+    """The contacts of a visible customer, with those of customers merged into it."""
     async with node.db.read() as conn:
-        await _visible(conn, p, customer_id)
-        found = await conn.execute(select(contacts).where(contacts.c.customer_id == customer_id)
+        _, group = await _archive(conn, p, customer_id)
+        found = await conn.execute(select(contacts).where(contacts.c.customer_id.in_(group))
                                    .order_by(contacts.c.id))
         audit: list[dict[str, Any]] = []
         shown = await _show(node, conn, p, "contacts", [dict(c) for c in found.mappings()],
@@ -366,11 +403,11 @@ async def list_contacts(node: Node, p: Principal, customer_id: str) -> list[dict
 
 async def create_contact(node: Node, p: Principal, customer_id: str,
                          values: dict[str, Any]) -> dict[str, Any]:
-    """Add a contact person to a customer."""
+    """Add a contact person to a customer (to the survivor, if it was merged away)."""
     require_editor(p)
     async with node.db.write(node.node_id, p.id) as uow:
-        await _visible(uow.conn, p, customer_id)
-        added = await _add_contact(uow, customer_id, values)
+        row = await records.visible_customer(uow.conn, p, customer_id)
+        added = await _add_contact(uow, row["id"], values)
         return (await _show(node, uow.conn, p, "contacts", [added]))[0]
 
 
@@ -380,9 +417,9 @@ async def update_contact(node: Node, p: Principal, customer_id: str, contact_id:
     require_editor(p)
     changes = _normalise(changes)
     async with node.db.write(node.node_id, p.id) as uow:
-        await _visible(uow.conn, p, customer_id)
+        _, group = await _archive(uow.conn, p, customer_id)
         current = await uow.get("contacts", contact_id)
-        if current is None or current["customer_id"] != customer_id:
+        if current is None or current["customer_id"] not in group:
             raise NotFoundError("contact not found")
         updated = await uow.update("contacts", contact_id, changes)
         return (await _show(node, uow.conn, p, "contacts", [updated]))[0]

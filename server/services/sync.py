@@ -19,6 +19,7 @@ from schema._produce import parse_cursor
 from server.errors import BadRequestError
 from server.node import Node
 from server.services.bundles import bundle_health
+from server.services.merges import settle_after_sync
 from sync import PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest
 
 SCHEMA_VERSION = 1
@@ -67,6 +68,11 @@ async def push(node: Node, peer: dict[str, Any], request: PushRequest) -> PushAc
     result = await incoming(node.db, request.batch, node_id=node.node_id, peer=peer["id"],
                             hq_node=node.hq_node_id, writer_branch=peer["branch"],
                             max_skew_ms=node.settings.max_skew_ms)
+    if not request.batch.more:
+        # The push is complete: resolve collisions (撞单) and merges it brought (SPEC
+        # §16). Not between pages: moving a customer to another branch mid-push would
+        # refuse the rest of its own branch's push for it.
+        await settle_after_sync(node.db, node.node_id)
     return PushAck(protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION,
                    cursor=request.batch.cursor, applied=result.applied,
                    quarantined=result.quarantined)

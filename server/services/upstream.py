@@ -31,6 +31,9 @@ async def upstream(node: Node) -> Upstream:
 
 async def sync_now(node: Node) -> SyncReport:
     """Push and pull once; then take up field keys the pull granted or retired."""
+    # Importing merges registers its step after every pull (collisions, SPEC §16).
+    from server.services import merges  # noqa: F401
+
     report = await sync_once(node.db, await upstream(node),
                              max_skew_ms=node.settings.max_skew_ms,
                              page_rows=node.settings.sync_page_rows)
