@@ -3,6 +3,7 @@ sync payloads, blind-index search, and values that do not move between rows."""
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import pytest
@@ -21,6 +22,9 @@ CREDIT = "良好-甲级"
 
 
 async def _customer(client: Client, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
+    if "name" in extra and "mobile" not in extra:
+        # Another person: registering a mobile number twice is refused (撞单, 409).
+        extra["mobile"] = f"137{zlib.crc32(extra['name'].encode()) % 10**8:08d}"
     r = await client.post("/api/v1/customers", headers=headers, json={
         "name": "王秘", "customer_type": "person", "source": "walk_in",
         "mobile": MOBILE, "id_number": ID_NUMBER, "credit_status": CREDIT,
