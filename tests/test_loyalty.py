@@ -154,8 +154,8 @@ async def _redeem(node: Node, p: Principal, member: str, points: int) -> dict[st
 async def test_points_redeemed_at_two_stores_offline_converge_and_are_flagged(
         tmp_path: Path, node: Node, client: Client, backend: str) -> None:
     """Scenario: HQ unreachable; S001 (holds C) redeems 80 of 100, S002 redeems 60 for
-    C's card. After sync (each round repeated) and HQ's posting, HQ and S001 show -40,
-    no entry counted twice, and C is flagged at HQ."""
+    C's card. After sync (each round repeated; HQ posts what a push brings), HQ and S001
+    show -40, no entry counted twice, and C is flagged at HQ."""
     s1, up1 = await branch_node(tmp_path, node, "S001")
     s2, up2 = await branch_node(tmp_path, node, "S002")
     try:
@@ -178,7 +178,7 @@ async def test_points_redeemed_at_two_stores_offline_converge_and_are_flagged(
             await _redeem(s1, clerk1, c["id"], 21)
         for b, up in ((s1, up1), (s1, up1), (s2, up2), (s2, up2)):
             await sync(b, up, client)
-        assert await loyalty.post_pending(node) == 1
+        # HQ posted S002's entry when the push that brought it was applied.
         assert await loyalty.post_pending(node) == 0
         for b, up in ((s1, up1), (s2, up2), (s1, up1), (s2, up2)):
             await sync(b, up, client)

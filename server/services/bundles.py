@@ -103,6 +103,9 @@ async def import_files(node: Node, files: Iterable[Path],
         from server.services.merges import settle_after_sync
 
         await settle_after_sync(node.db, node.node_id)
+        from server.services.sync import post_points
+
+        await post_points(node)
     return report
 
 

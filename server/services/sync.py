@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -19,11 +20,14 @@ from schema._produce import parse_cursor
 from server.errors import BadRequestError
 from server.node import Node
 from server.services.bundles import bundle_health
+from server.services.loyalty import post_pending
 from server.services.merges import settle_after_sync
 from sync import PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest
 
 SCHEMA_VERSION = 1
 MAX_PAGE = 5000
+
+log = logging.getLogger("branchline.sync")
 
 
 class ProtocolError(BadRequestError):
@@ -60,6 +64,16 @@ async def pull(node: Node, peer: dict[str, Any], request: PullRequest) -> Batch:
     return batch
 
 
+async def post_points(node: Node) -> None:
+    """Post the loyalty entries other stores recorded for members they do not hold
+    (schema/_work.py POINT_ENTRIES), once each. Never fails the sync that brought them:
+    what is not posted now is posted after the next one."""
+    try:
+        await post_pending(node)
+    except Exception:
+        log.exception("posting loyalty entries after a sync failed")
+
+
 async def push(node: Node, peer: dict[str, Any], request: PushRequest) -> PushAck:
     """Apply a peer's batch; quarantined changes are reported, never block the rest."""
     _check(peer, request.protocol, request.node)
@@ -73,6 +87,7 @@ async def push(node: Node, peer: dict[str, Any], request: PushRequest) -> PushAc
         # §16). Not between pages: moving a customer to another branch mid-push would
         # refuse the rest of its own branch's push for it.
         await settle_after_sync(node.db, node.node_id)
+        await post_points(node)
     return PushAck(protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION,
                    cursor=request.batch.cursor, applied=result.applied,
                    quarantined=result.quarantined)
