@@ -153,7 +153,22 @@ async def _populate(node: Node, count: int) -> list[tuple[str, str, str | None]]
         if len(batch) == 250 or i == count - 1:
             await customers.create_customers(node, archivist, batch)
             batch = []
+    users = {u[0]: await _principal(node, u[0]) for u in USERS}
+    await seed_work(node, random.Random(2026), users)
     return await _logins(node)
+
+
+async def seed_work(node: Node, rng: random.Random, users: dict[str, Principal]
+                    ) -> dict[str, dict[str, int]]:
+    """Everyday customer work on the demo customers, every workflow of domain.md §3-§8:
+    registration, collisions and merges, handover; purchases, points and credit;
+    complaints and service tickets; then classification (which reads the purchases and
+    complaints), visits, care and reception expenses. Returns counts by area and kind."""
+    from server import demo_accounts, demo_care, demo_registration, demo_service_desk
+
+    return {area: await module.seed(node, rng, users) for area, module in (
+        ("registration", demo_registration), ("accounts", demo_accounts),
+        ("service_desk", demo_service_desk), ("care", demo_care))}
 
 
 async def _logins(node: Node) -> list[tuple[str, str, str | None]]:
