@@ -16,7 +16,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
-from server.api import accounts, care, registration, service_desk
+from server.api import accounts, analytics, care, registration, service_desk
 from server.api.admin import CustomFieldController, OrgController, UserController, health, me
 from server.api.auth import BearerAuth, login
 from server.api.conflicts import ConflictController, sync_health
@@ -65,6 +65,7 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
             health, login, me, CustomerController, UserController, OrgController,
             CustomFieldController, ConflictController, sync_health, sync_pull, sync_push,
             *registration.ROUTES, *service_desk.ROUTES, *care.ROUTES, *accounts.ROUTES,
+            *analytics.ROUTES,
             create_static_files_router(path="/", directories=[STATIC], html_mode=True,
                                        opt={"exclude_from_auth": True},
                                        include_in_schema=False),

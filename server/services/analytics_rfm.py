@@ -1,0 +1,224 @@
+"""RFM scores and segments, the 80/20 contribution curve and customer lifetime value
+(domain.md §10), each one SQL statement over the per-customer facts of
+`server.services.analytics`.
+
+RFM. Over every customer in scope who bought before `as_of`:
+recency = days since the last purchase, frequency = purchases in the window (default
+365 days), monetary = amount in the window. Each becomes a quintile score 1-5 (5 best:
+most recent, most frequent, largest amount) with window functions::
+
+    score = 1 + floor(5 * (RANK() OVER (ORDER BY value) - 1) / COUNT(*) OVER ())
+
+ranking recency by the last purchase's instant (oldest first) and frequency and monetary
+ascending. Each score so covers a fifth of the customers, and equal values always get
+the same score (NTILE would split ties between neighbouring quintiles arbitrarily).
+Segments: the first row of `SEGMENTS` that matches a customer's (R, F, M) names it.
+
+Contribution: buyers in the window ordered by amount (descending, then id); point k
+(1..100) is the cumulative amount of the top ceil(k% × buyers) of them.
+
+Lifetime value, a deliberately simple model: average order value × purchases per year ×
+expected lifetime in years × margin, where AOV = amount / purchases in the window and
+purchases per year = purchases in the window × 365 / window days (so CLV = the window's
+amount per year × lifetime × margin). It covers customers who bought in the window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+
+from server.node import Node
+from server.services.analytics import (
+    after,
+    class_column,
+    days_between,
+    facts,
+    names,
+    next_cursor,
+    require_analyst,
+    summary_and_page,
+    window,
+)
+from server.services.errors import FieldError
+from server.services.principal import Principal
+
+Cols = Any
+Rule = Callable[[Cols], ColumnElement[bool]]
+
+SEGMENTS: tuple[tuple[str, str, Rule], ...] = (
+    ("champions", "R≥4, F≥4, M≥4: bought recently, buy often and spend the most",
+     lambda c: and_(c.r >= 4, c.f >= 4, c.mscore >= 4)),
+    ("loyal", "R≥3, F≥4: buy often", lambda c: and_(c.r >= 3, c.f >= 4)),
+    ("potential_loyalist", "R≥4, F 2-3: recent repeat buyers",
+     lambda c: and_(c.r >= 4, c.f >= 2)),
+    ("new", "R=5, F=1: a first purchase just now", lambda c: and_(c.r == 5, c.f == 1)),
+    ("promising", "R=4, F=1: recent, bought once", lambda c: and_(c.r == 4, c.f == 1)),
+    ("need_attention", "R=3, F 2-3: middling, slipping", lambda c: and_(c.r == 3, c.f >= 2)),
+    ("about_to_sleep", "R=3, F=1", lambda c: c.r == 3),
+    ("cant_lose", "R≤2, F≥4, M≥4: were among the best, gone quiet",
+     lambda c: and_(c.f >= 4, c.mscore >= 4)),
+    ("at_risk", "R≤2, F≥3: bought often, not lately", lambda c: c.f >= 3),
+    ("hibernating", "R=2, F≤2", lambda c: c.r == 2),
+    ("lost", "R=1, F≤2", lambda c: c.r == 1),
+)
+"""RFM segments in order of precedence (the first match wins; every score triple
+matches exactly one): name, rule, the condition over scores r, f, mscore."""
+
+SEGMENT_NAMES = tuple(s[0] for s in SEGMENTS)
+DEFAULT_LIFETIME_YEARS = 3.0
+DEFAULT_MARGIN = 1.0
+
+
+def _score(value: Any) -> ColumnElement[int]:
+    n = func.count().over()
+    return 1 + (5 * (func.rank().over(order_by=value) - 1)) // n
+
+
+async def rfm(node: Node, p: Principal, *, window_days: int = 365,
+              as_of: datetime | None = None, segment: str | None = None,
+              cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+    """RFM scores of the customers `p` may see: customers and amounts per segment, and
+    a page of customers with their scores (largest amount in the window first)."""
+    require_analyst(p)
+    w = window(as_of, window_days)
+    if segment is not None and segment not in SEGMENT_NAMES:
+        raise FieldError("segment", f"must be one of {', '.join(SEGMENT_NAMES)}")
+    f = facts(p, w)
+    scored = select(f.c.id, f.c.last_at, f.c.n, f.c.m, _score(f.c.last_at).label("r"),
+                    _score(f.c.n).label("f"), _score(f.c.m).label("mscore")).cte("scored")
+    named = case(*[(rule(scored.c), name) for name, _, rule in SEGMENTS],
+                 else_="lost").label("segment")
+    seg = select(scored, named).cte("segmented")
+    # One row of conditional sums: no GROUP BY, so no sort of every customer by segment.
+    summary = select(*[agg for i, (name, _, _) in enumerate(SEGMENTS) for agg in (
+        func.sum(case((seg.c.segment == name, 1), else_=0)).label(f"c{i}"),
+        func.sum(case((seg.c.segment == name, seg.c.m), else_=0)).label(f"m{i}"),
+        func.sum(case((seg.c.segment == name, seg.c.n), else_=0)).label(f"n{i}"))])
+    page = select(seg).where(after(seg.c.m, seg.c.id, cursor))
+    if segment is not None:
+        page = page.where(seg.c.segment == segment)
+    page = page.order_by(seg.c.m.desc(), seg.c.id).limit(limit + 1)
+    async with node.db.read() as conn:
+        totals, rows = await summary_and_page(conn, summary, page)
+        rows.sort(key=lambda r: (-int(r["m"]), r["id"]))
+        shown = await names(conn, [r["id"] for r in rows[:limit]])
+    t = totals[0] if totals else {}
+    counts = [int(t.get(f"c{i}") or 0) for i in range(len(SEGMENTS))]
+    scored_n = sum(counts)
+    segments = [{"segment": name, "rule": rule, "customers": counts[i],
+                 "share": counts[i] / scored_n if scored_n else 0.0,
+                 "monetary_fen": int(t.get(f"m{i}") or 0),
+                 "purchases": int(t.get(f"n{i}") or 0)}
+                for i, (name, rule, _) in enumerate(SEGMENTS)]
+    items = [{
+        **shown.get(r["id"], {}), "customer_id": r["id"],
+        "recency_days": days_between(w.as_of, r["last_at"]), "last_purchase_at": r["last_at"],
+        "frequency": int(r["n"]), "monetary_fen": int(r["m"]), "r": int(r["r"]),
+        "f": int(r["f"]), "m": int(r["mscore"]),
+        "score": f"{int(r['r'])}{int(r['f'])}{int(r['mscore'])}", "segment": r["segment"],
+    } for r in rows[:limit]]
+    return {"as_of": w.as_of, "window_days": w.days, "customers": scored_n,
+            "segments": segments, "items": items,
+            "next_cursor": next_cursor(rows, limit, "m")}
+
+
+async def contribution(node: Node, p: Principal, *, window_days: int = 365,
+                       as_of: datetime | None = None) -> dict[str, Any]:
+    """The 80/20 curve: cumulative share of the window's amount by share of buyers."""
+    require_analyst(p)
+    w = window(as_of, window_days)
+    f = facts(p, w)
+    order = (f.c.m.desc(), f.c.id)
+    ranked = select(
+        f.c.m, func.row_number().over(order_by=order).label("rn"),
+        func.sum(f.c.m).over(order_by=order, rows=(None, 0)).label("cum"),
+        func.count().over().label("n"),
+        func.sum(f.c.m).over().label("total"),
+    ).where(f.c.m > 0).cte("ranked")
+    # Only the rows that matter come back: the first row of each percentile k =
+    # floor(rn*100/n) (the top ceil(k% x n) buyers end there), and the row where the
+    # cumulative amount crosses 80 %. No GROUP BY: the rows stream out of the window.
+    r = ranked.c
+    first_of_k = (r.rn * 100) // r.n > ((r.rn - 1) * 100) // r.n
+    crosses_80 = and_(r.cum * 5 >= r.total * 4, (r.cum - r.m) * 5 < r.total * 4)
+    query = select(((r.rn * 100) // r.n).label("k"), r.rn, r.cum, r.n, r.total,
+                   first_of_k.label("first"), crosses_80.label("eighty")).where(
+        or_(first_of_k, crosses_80))
+    async with node.db.read() as conn:
+        rows = [dict(row._mapping) for row in await conn.execute(query)]
+    buyers = int(rows[0]["n"]) if rows else 0
+    total = int(rows[0]["total"]) if rows else 0
+    at = {int(row["k"]): int(row["cum"]) for row in rows if row["first"]}
+    points, value = [], 0
+    present = sorted(at)
+    for pct in range(1, 101):
+        nxt = next((x for x in present if x >= pct), None)
+        value = at[nxt] if nxt is not None else value
+        points.append({"percent": pct, "customers": math.ceil(pct * buyers / 100),
+                       "cumulative_fen": value,
+                       "share": value / total if total else 0.0})
+    rn80 = next((int(row["rn"]) for row in rows if row["eighty"]), 0)
+    top20 = points[19]["cumulative_fen"] if buyers else 0
+    return {"as_of": w.as_of, "window_days": w.days, "buyers": buyers, "total_fen": total,
+            "top_20_percent_fen": top20, "top_20_percent_share": top20 / total if total else 0.0,
+            "customers_for_80_percent": rn80,
+            "customers_for_80_percent_share": rn80 / buyers if buyers else 0.0,
+            "points": points if buyers else []}
+
+
+def _money(amount: Fraction) -> int:
+    return round(amount)
+
+
+async def clv(node: Node, p: Principal, *, window_days: int = 365,
+              as_of: datetime | None = None, lifetime_years: float = DEFAULT_LIFETIME_YEARS,
+              margin: float = DEFAULT_MARGIN, scheme_column: str = "customer_class",
+              cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+    """Lifetime value (see the module docstring) per customer and averaged by class."""
+    require_analyst(p)
+    w = window(as_of, window_days)
+    column = class_column(scheme_column)
+    if not 0 < lifetime_years <= 100:
+        raise FieldError("lifetime_years", "must be above 0 and at most 100")
+    if not 0 < margin <= 1:
+        raise FieldError("margin", "must be above 0 and at most 1")
+    f = facts(p, w, (column,))
+    cls = f.c[column]
+    summary = select(cls.label("cls"), func.count().label("customers"),
+                     func.sum(f.c.n).label("purchases"),
+                     func.sum(f.c.m).label("amount")).where(f.c.n > 0).group_by(cls)
+    page = select(f.c.id, f.c.n, f.c.m).where(f.c.n > 0, after(f.c.m, f.c.id, cursor)
+                                              ).order_by(f.c.m.desc(), f.c.id).limit(limit + 1)
+    async with node.db.read() as conn:
+        totals, rows = await summary_and_page(conn, summary, page)
+        rows.sort(key=lambda r: (-int(r["m"]), r["id"]))
+        shown = await names(conn, [r["id"] for r in rows[:limit]])
+    per_year = Fraction(365, w.days)
+    factor = per_year * Fraction(str(lifetime_years)) * Fraction(str(margin))
+
+    def level(cls_name: str | None, count: int, n: int, m: int) -> dict[str, Any]:
+        return {"cls": cls_name, "customers": count, "purchases": n, "amount_fen": m,
+                "avg_order_value_fen": _money(Fraction(m, n)) if n else 0,
+                "purchases_per_year": float(Fraction(n, count) * per_year) if count else 0.0,
+                "avg_clv_fen": _money(Fraction(m, count) * factor) if count else 0,
+                "total_clv_fen": _money(Fraction(m) * factor)}
+
+    classes = sorted((level(t["cls"], int(t["customers"]), int(t["purchases"]),
+                            int(t["amount"])) for t in totals),
+                     key=lambda x: (x["cls"] is None, x["cls"] or ""))
+    everyone = level(None, sum(c["customers"] for c in classes),
+                     sum(c["purchases"] for c in classes), sum(c["amount_fen"] for c in classes))
+    items = [{**shown.get(r["id"], {}), "customer_id": r["id"], "purchases": int(r["n"]),
+              "amount_fen": int(r["m"]),
+              "avg_order_value_fen": _money(Fraction(int(r["m"]), int(r["n"]))),
+              "purchases_per_year": float(int(r["n"]) * per_year),
+              "clv_fen": _money(int(r["m"]) * factor)} for r in rows[:limit]]
+    return {"as_of": w.as_of, "window_days": w.days, "lifetime_years": lifetime_years,
+            "margin": margin, "scheme_column": column, "overall": everyone,
+            "classes": classes, "items": items, "next_cursor": next_cursor(rows, limit, "m")}
