@@ -51,6 +51,10 @@ class Plan:
     sets: tuple[str, ...]
     defaults: tuple[tuple[int, Any], ...]
     ord: int
+    finish: tuple[tuple[int, Any, Any], ...]
+    """(position, converter or None, default or None) for every column whose value a
+    new row may still need converted (when present) or defaulted (when absent); the
+    counters and sets are computed whole, so they are in neither list."""
 
 
 def _default(f: Any) -> Any:
@@ -74,7 +78,21 @@ def _plan(entity: Entity) -> Plan:
         defaults=tuple((pos[f.name], _default(f)) for f in entity.fields
                        if f.column.default is not None),
         ord=table_rank(entity.table),
+        finish=_finish(entity, pos),
     )
+
+
+def _finish(entity: Entity, pos: dict[str, int]) -> tuple[tuple[int, Any, Any], ...]:
+    converters = CONVERTERS[entity.table]
+    out = []
+    for f in entity.fields:
+        if f.merge in (Merge.COUNTER, Merge.ADD_WINS_SET):
+            continue
+        conv = converters.get(f.name)
+        default = _default(f) if f.column.default is not None else None
+        if conv is not None or default is not None:
+            out.append((pos[f.name], conv, default))
+    return tuple(out)
 
 
 PLANS = {name: _plan(e) for name, e in ENTITIES.items()}
