@@ -16,18 +16,17 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 import msgspec
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schema._bulk import insert_rows
+from schema._bulk import among, insert_rows
 from schema._derive import derive
 from schema._entities import ENTITIES
 from schema._ids import new_id
-from schema._plan import PLANS, coerce
+from schema._plan import PLANS, coerce, picker
 from schema._policy import Entity
 from schema._scope import BY_BRANCH, CHILDREN, HQ_ONLY_WRITES, customer_branches
 from schema._tables import (
@@ -222,17 +221,16 @@ class Applier:
 
     async def _select(self, table: Any, tbl: str, ids: list[str]) -> list[Any]:
         out: list[Any] = []
-        for i in range(0, len(ids), 500):
-            out += (await self.conn.execute(select(table).where(
-                table.c.tbl == tbl, table.c.row_id.in_(ids[i:i + 500])))).all()
+        for listed in among(self.conn.dialect, table.c.row_id, ids):
+            out += (await self.conn.execute(select(table).where(table.c.tbl == tbl,
+                                                                listed))).all()
         return out
 
     async def _data(self, tbl: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         t = TABLES[tbl]
         out: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(ids), 500):
-            for r in (await self.conn.execute(
-                    select(t).where(t.c.id.in_(ids[i:i + 500])))).mappings():
+        for listed in among(self.conn.dialect, t.c.id, ids):
+            for r in (await self.conn.execute(select(t).where(listed))).mappings():
                 out[r["id"]] = {str(k): v for k, v in r.items()}
         return out
 
@@ -351,22 +349,6 @@ class Applier:
         """An HQ-authoritative value that did not come from HQ: ignored."""
         return entity.field(col).merge is Merge.HQ_AUTHORITATIVE and origin != self.hq_node
 
-    def _take(self, tbl: str, columns: list[str], from_hq: bool) -> Any:
-        """Picks a new row's table tuple (every column, in `PLANS[tbl].columns` order)
-        out of `[id, *wire values, None]`: the batch's columns a new row takes land in
-        place, every other column is the trailing None. One C call per row instead of
-        a Python loop over the columns."""
-        key = (tbl, from_hq)
-        take = self._takes.get(key)
-        if take is None:
-            plan = PLANS[tbl]
-            where = {c: i + 1 for i, c in enumerate(columns)
-                     if c in plan.known and (from_hq or c not in plan.hq_only)}
-            none = len(columns) + 1
-            take = itemgetter(0, *(where.get(c, none) for c in plan.columns[1:]))
-            self._takes[key] = take
-        return take
-
     def _insert(self, entity: Entity, row: Row, columns: list[str]) -> None:
         """Buffer a row this node never had: nothing to merge, its values only need
         putting in table order, converting and defaulting."""
@@ -377,8 +359,9 @@ class Applier:
         seq = self.uow.seq
         origin = nodes[row.origin]
         assert row.values is not None
-        out: list[Any] = list(self._take(tbl, columns, origin == self.hq_node)(
-            [row.id, *row.values, None]))
+        key = (tbl, origin == self.hq_node)
+        take = self._takes.get(key) or self._takes.setdefault(key, picker(tbl, columns, key[1]))
+        out: list[Any] = list(take([row.id, *row.values, None]))
         buffer = self._buffer
         for c in row.cells:
             if c.col not in plan.known or (c.col in plan.hq_only
