@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema._bulk import among, insert_rows
 from schema._derive import derive
+from schema._values import search_keys
 from schema._entities import ENTITIES
 from schema._ids import new_id
 from schema._plan import PLANS, coerce, picker
@@ -395,12 +396,15 @@ class Applier:
                                                m.added, m.removed, seq))
             for col in plan.sets:
                 out[pos[col]] = set_members(sets.get(col, {}))
+        if tbl == "customers":
+            # Derived locally, never replicated: without it name search misses every
+            # customer that arrived by sync.
+            out[pos["search_keys"]] = search_keys(out[pos["name"]] or "")
+            self._new_customers[row.id] = out[pos["branch"]]
         # Buffered: a page of new rows is written with one executemany per table. As a
         # tuple: the cyclic collector stops tracking tuples of plain values.
         buffer[tbl].append(tuple(out))
         buffer["sync_rows"].append((tbl, row.id, row.cl, row.clock, origin, seq, seq, plan.ord))
-        if tbl == "customers":
-            self._new_customers[row.id] = out[pos["branch"]]
         self.uow.touch()
 
     async def _merge(self, entity: Entity, row: Row, columns: list[str], local: Any,
