@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema._bulk import among, insert_rows
 from schema._derive import derive
-from schema._values import search_keys
 from schema._entities import ENTITIES
 from schema._ids import new_id
 from schema._plan import PLANS, coerce, picker
@@ -42,6 +41,7 @@ from schema._tables import (
 from schema._types import utcnow
 from schema._uow import UnitOfWork, customer_of, jsonable
 from schema._upsert import upsert
+from schema._values import search_keys
 from sync import (
     Batch,
     Merge,
