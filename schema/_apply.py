@@ -10,6 +10,7 @@ its reason and never blocks the rest.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 import uuid
@@ -21,11 +22,11 @@ import msgspec
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schema._bulk import insert_rows
+from schema._bulk import among, insert_rows
 from schema._derive import derive
 from schema._entities import ENTITIES
 from schema._ids import new_id
-from schema._plan import PLANS, coerce
+from schema._plan import PLANS, coerce, picker
 from schema._policy import Entity
 from schema._scope import BY_BRANCH, CHILDREN, HQ_ONLY_WRITES, customer_branches
 from schema._tables import (
@@ -40,6 +41,7 @@ from schema._tables import (
 from schema._types import utcnow
 from schema._uow import UnitOfWork, customer_of, jsonable
 from schema._upsert import upsert
+from schema._values import search_keys
 from sync import (
     Batch,
     Merge,
@@ -96,7 +98,7 @@ class Applier:
         self._new_customers: dict[str, str | None] = {}
         self._entered = frozenset(batch.entered)
         self._buffer: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-        self._slots: dict[tuple[str, bool], list[tuple[int, int]]] = {}
+        self._takes: dict[tuple[str, bool], Any] = {}
 
     async def _flush(self) -> None:
         """Write buffered new rows: one statement per table."""
@@ -205,10 +207,14 @@ class Applier:
                 await self._quarantine(row, f"columns {parked} unknown to this schema; "
                                             "parked until upgrade")
             self.uow.observe(newest)
+            here = local.get(row.id)
             try:
-                await self._row(entity, row, columns, local.get(row.id), data.get(row.id),
-                                cells.get(row.id, {}), tallies.get(row.id, {}),
-                                members.get(row.id, {}))
+                if here is None and row.cl % 2 == 1 and row.values is not None:
+                    self._insert(entity, row, columns)  # new here: nothing to merge
+                else:
+                    await self._row(entity, row, columns, here, data.get(row.id),
+                                    cells.get(row.id, {}), tallies.get(row.id, {}),
+                                    members.get(row.id, {}))
             except (ValueError, TypeError, KeyError) as exc:
                 await self._quarantine(row, f"unappliable: {type(exc).__name__}: {exc}")
                 continue
@@ -216,17 +222,16 @@ class Applier:
 
     async def _select(self, table: Any, tbl: str, ids: list[str]) -> list[Any]:
         out: list[Any] = []
-        for i in range(0, len(ids), 500):
-            out += (await self.conn.execute(select(table).where(
-                table.c.tbl == tbl, table.c.row_id.in_(ids[i:i + 500])))).all()
+        for listed in among(self.conn.dialect, table.c.row_id, ids):
+            out += (await self.conn.execute(select(table).where(table.c.tbl == tbl,
+                                                                listed))).all()
         return out
 
     async def _data(self, tbl: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         t = TABLES[tbl]
         out: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(ids), 500):
-            for r in (await self.conn.execute(
-                    select(t).where(t.c.id.in_(ids[i:i + 500])))).mappings():
+        for listed in among(self.conn.dialect, t.c.id, ids):
+            for r in (await self.conn.execute(select(t).where(listed))).mappings():
                 out[r["id"]] = {str(k): v for k, v in r.items()}
         return out
 
@@ -295,7 +300,7 @@ class Applier:
             else:
                 if local is not None:
                     await self._drop(entity.table, row.id)
-                await self._insert(entity, row, columns)
+                self._insert(entity, row, columns)
             return
         if row.cl % 2 == 0 or data is None:
             return
@@ -345,18 +350,9 @@ class Applier:
         """An HQ-authoritative value that did not come from HQ: ignored."""
         return entity.field(col).merge is Merge.HQ_AUTHORITATIVE and origin != self.hq_node
 
-    def _slots_for(self, tbl: str, columns: list[str], from_hq: bool) -> list[tuple[int, int]]:
-        """(wire position, table position) of the batch's columns a new row takes."""
-        key = (tbl, from_hq)
-        slots = self._slots.get(key)
-        if slots is None:
-            plan = PLANS[tbl]
-            slots = [(i, plan.pos[c]) for i, c in enumerate(columns)
-                     if c in plan.known and (from_hq or c not in plan.hq_only)]
-            self._slots[key] = slots
-        return slots
-
-    async def _insert(self, entity: Entity, row: Row, columns: list[str]) -> None:
+    def _insert(self, entity: Entity, row: Row, columns: list[str]) -> None:
+        """Buffer a row this node never had: nothing to merge, its values only need
+        putting in table order, converting and defaulting."""
         nodes = self.batch.nodes
         tbl = entity.table
         plan = PLANS[tbl]
@@ -364,11 +360,9 @@ class Applier:
         seq = self.uow.seq
         origin = nodes[row.origin]
         assert row.values is not None
-        wire = row.values
-        out: list[Any] = [None] * len(plan.columns)
-        out[0] = row.id
-        for i, j in self._slots_for(tbl, columns, origin == self.hq_node):
-            out[j] = wire[i]
+        key = (tbl, origin == self.hq_node)
+        take = self._takes.get(key) or self._takes.setdefault(key, picker(tbl, columns, key[1]))
+        out: list[Any] = list(take([row.id, *row.values, None]))
         buffer = self._buffer
         for c in row.cells:
             if c.col not in plan.known or (c.col in plan.hq_only
@@ -378,9 +372,13 @@ class Applier:
             buffer["sync_cells"].append((
                 tbl, row.id, c.col, c.clock, nodes[c.origin], c.rank,
                 json.dumps(c.lineage) if c.lineage else None, seq))
-        for j, conv in plan.convert:
-            if out[j] is not None:
-                out[j] = conv(out[j])
+        for j, conv, default in plan.finish:
+            value = out[j]
+            if value is not None:
+                if conv is not None:
+                    out[j] = conv(value)
+            elif default is not None:
+                out[j] = default()
         if plan.counters:
             totals: dict[str, list[tuple[int, int]]] = defaultdict(list)
             for t in row.tallies:
@@ -398,14 +396,15 @@ class Applier:
                                                m.added, m.removed, seq))
             for col in plan.sets:
                 out[pos[col]] = set_members(sets.get(col, {}))
-        for j, default in plan.defaults:
-            if out[j] is None:
-                out[j] = default()
-        # Buffered: a page of new rows is written with one executemany per table.
+        if tbl == "customers":
+            # Derived locally, never replicated: without it name search misses every
+            # customer that arrived by sync.
+            out[pos["search_keys"]] = search_keys(out[pos["name"]] or "")
+            self._new_customers[row.id] = out[pos["branch"]]
+        # Buffered: a page of new rows is written with one executemany per table. As a
+        # tuple: the cyclic collector stops tracking tuples of plain values.
         buffer[tbl].append(tuple(out))
         buffer["sync_rows"].append((tbl, row.id, row.cl, row.clock, origin, seq, seq, plan.ord))
-        if tbl == "customers":
-            self._new_customers[row.id] = out[pos["branch"]]
         self.uow.touch()
 
     async def _merge(self, entity: Entity, row: Row, columns: list[str], local: Any,
@@ -575,5 +574,18 @@ def _dump(lineage: dict[str, int] | None) -> str | None:
 async def apply_batch(uow: UnitOfWork, batch: Batch, *, hq_node: str,
                       writer_branch: str | None, max_skew_ms: int, peer: str) -> ApplyResult:
     """Merge `batch` from `peer` into the database behind `uow`."""
-    return await Applier(uow, batch, hq_node=hq_node, writer_branch=writer_branch,
-                         max_skew_ms=max_skew_ms, peer=peer).run()
+    applier = Applier(uow, batch, hq_node=hq_node, writer_branch=writer_branch,
+                      max_skew_ms=max_skew_ms, peer=peer)
+    # A page allocates a few hundred thousand short-lived containers (rows, parameters)
+    # and makes no reference cycles: reference counting frees all of it. The cyclic
+    # collector would still walk the whole heap again and again meanwhile (about a
+    # quarter of the Python time of a page of new rows), so it waits until the batch
+    # is merged. Whoever paused it first resumes it.
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        return await applier.run()
+    finally:
+        if paused:
+            gc.enable()

@@ -9,12 +9,13 @@ PostgreSQL keeps the ordinary path: asyncpg's executemany is already prepared.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import JSON, Boolean, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,16 +23,66 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from schema._types import UtcDateTime
 
 
+def among(dialect: Dialect, column: Any, ids: Sequence[Any]) -> list[Any]:
+    """Conditions `column IN ids`, as few as the backend allows, for one query each.
+
+    On SQLite a single one whose ids travel as one JSON parameter: no statement with
+    hundreds of placeholders to build and render per call, no chunks. Ids are text; a
+    value of any other type matches no id and is left out. Elsewhere chunks of 500."""
+    if dialect.name == "sqlite":
+        listed = [i for i in ids if isinstance(i, str)]
+        if not listed:
+            return []
+        each = func.json_each(json.dumps(listed)).table_valued("value")
+        return [column.in_(select(each.c.value))]
+    return [column.in_(ids[i:i + 500]) for i in range(0, len(ids), 500)]
+
+
 def _sqlite_instant(value: Any) -> str | None:
     """What `UtcDateTime` stores on SQLite (naive UTC, always with microseconds, as
     SQLAlchemy's DATETIME writes it), without two layers of processors per value."""
     if value is None:
         return None
+    if value.__class__ is datetime and value.tzinfo is UTC:
+        # The usual case (instants decoded from the wire are UTC): drop the "+00:00"
+        # that isoformat appends instead of building a naive copy first.
+        return value.isoformat(" ", "microseconds")[:-6]
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ValueError("instants must be timezone-aware datetimes")
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return str(value.replace(tzinfo=None).isoformat(" ", "microseconds"))
+
+
+def _processor(kind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The bind processor of a column type; for booleans and JSON documents a shortcut
+    for the common values that falls back to SQLAlchemy's own for anything else (so
+    errors and edge cases such as JSON `null` stay exactly as SQLAlchemy has them)."""
+    if isinstance(kind, UtcDateTime):
+        return _sqlite_instant
+    impl = kind.dialect_impl(dialect)
+    general: Callable[[Any], Any] | None = impl.bind_processor(dialect)
+    if general is None:
+        return None
+    if isinstance(impl, Boolean):
+        coerce = bool if dialect.supports_native_boolean else int
+        table: dict[Any, Any] = {None: None, True: coerce(True), False: coerce(False)}
+
+        def boolean(value: Any) -> Any:
+            try:
+                return table[value]
+            except (KeyError, TypeError):  # not a boolean (or unhashable): SQLAlchemy raises
+                return general(value)
+        return boolean
+    serializer = getattr(dialect, "_json_serializer", None)
+    if (isinstance(impl, JSON) and serializer is not None
+            and impl._str_impl.bind_processor(dialect) is None):
+        def document(value: Any) -> Any:
+            if value.__class__ is list or value.__class__ is dict:
+                return serializer(value)
+            return general(value)
+        return document
+    return general
 
 
 @dataclass(frozen=True)
@@ -61,9 +112,7 @@ def _compile(dialect: Dialect, table: Table, columns: tuple[str, ...],
     order = tuple(columns.index(n) for n in names)
     convert = []
     for position, name in enumerate(names):
-        kind = table.c[name].type
-        process = (_sqlite_instant if isinstance(kind, UtcDateTime)
-                   else kind.dialect_impl(dialect).bind_processor(dialect))
+        process = _processor(table.c[name].type, dialect)
         if process is not None:
             convert.append((position, process))
     found = _Compiled(compiled.string, order, tuple(convert))
@@ -91,11 +140,13 @@ async def insert_rows(conn: AsyncConnection, table: Table, columns: tuple[str, .
     params: list[Any]
     if convert:
         params = []
+        append = params.append
+        identity = order == tuple(range(len(columns)))
         for r in rows:
-            p = [r[i] for i in order]
+            p = list(r) if identity else [r[i] for i in order]
             for position, process in convert:
                 p[position] = process(p[position])
-            params.append(tuple(p))
+            append(tuple(p))  # tuples of plain values drop out of the cyclic collector
     elif order == tuple(range(len(columns))):
         params = [tuple(r) for r in rows]
     else:

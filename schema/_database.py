@@ -41,9 +41,13 @@ _SQLITE_PRAGMAS = (
 )
 
 
+# Unescaped non-ASCII keeps stored JSON searchable by the text people type. One
+# encoder for every value: `json.dumps` with options builds a new one per call.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
 def _json(value: Any) -> str:
-    # Unescaped non-ASCII keeps stored JSON searchable by the text people type.
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return _JSON_ENCODER.encode(value)
 
 
 def sqlite_url(path: Path) -> str:

@@ -3,8 +3,10 @@ policies, computed once per table (used by the apply path, `_apply.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Date
@@ -46,11 +48,13 @@ class Plan:
     pos: dict[str, int]
     known: frozenset[str]
     hq_only: tuple[str, ...]
-    convert: tuple[tuple[int, Any], ...]
     counters: tuple[str, ...]
     sets: tuple[str, ...]
-    defaults: tuple[tuple[int, Any], ...]
     ord: int
+    finish: tuple[tuple[int, Any, Any], ...]
+    """(position, converter or None, default or None) for every column whose value a
+    new row may still need converted (when present) or defaulted (when absent); the
+    counters and sets are computed whole, so they are in neither list."""
 
 
 def _default(f: Any) -> Any:
@@ -68,16 +72,39 @@ def _plan(entity: Entity) -> Plan:
         pos=pos,
         known=frozenset(f.name for f in entity.fields if f.replicated and f.name != "id"),
         hq_only=tuple(f.name for f in entity.fields if f.merge is Merge.HQ_AUTHORITATIVE),
-        convert=tuple((pos[c], conv) for c, conv in CONVERTERS[entity.table].items()),
         counters=tuple(f.name for f in entity.fields if f.merge is Merge.COUNTER),
         sets=tuple(f.name for f in entity.fields if f.merge is Merge.ADD_WINS_SET),
-        defaults=tuple((pos[f.name], _default(f)) for f in entity.fields
-                       if f.column.default is not None),
         ord=table_rank(entity.table),
+        finish=_finish(entity, pos),
     )
 
 
+def _finish(entity: Entity, pos: dict[str, int]) -> tuple[tuple[int, Any, Any], ...]:
+    converters = CONVERTERS[entity.table]
+    out = []
+    for f in entity.fields:
+        if f.merge in (Merge.COUNTER, Merge.ADD_WINS_SET):
+            continue
+        conv = converters.get(f.name)
+        default = _default(f) if f.column.default is not None else None
+        if conv is not None or default is not None:
+            out.append((pos[f.name], conv, default))
+    return tuple(out)
+
+
 PLANS = {name: _plan(e) for name, e in ENTITIES.items()}
+
+
+def picker(table: str, columns: list[str], from_hq: bool) -> Callable[[list[Any]], Any]:
+    """What lays a new row out in table order (every column of `PLANS[table].columns`)
+    from `[id, *wire values, None]`, the wire values in `columns` order: the columns a
+    new row takes land in place (HQ-authoritative ones only `from_hq`), every other
+    column is the trailing None. One C call per row instead of a loop over columns."""
+    plan = PLANS[table]
+    where = {c: i + 1 for i, c in enumerate(columns)
+             if c in plan.known and (from_hq or c not in plan.hq_only)}
+    none = len(columns) + 1
+    return itemgetter(0, *(where.get(c, none) for c in plan.columns[1:]))
 
 
 def coerce(table: str, column: str, value: Any) -> Any:

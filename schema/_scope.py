@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from schema._bulk import among
 from schema._tables import TABLES
 from schema._work import WORK_BY_BRANCH, WORK_CHILDREN, WORK_REFERENCE
 
@@ -39,8 +40,7 @@ async def customer_branches(conn: AsyncConnection, ids: Iterable[str]) -> dict[s
     customers = TABLES["customers"]
     out: dict[str, str | None] = {}
     wanted = sorted(set(ids))
-    for i in range(0, len(wanted), 500):
-        rows = await conn.execute(select(customers.c.id, customers.c.branch)
-                                  .where(customers.c.id.in_(wanted[i:i + 500])))
+    for listed in among(conn.dialect, customers.c.id, wanted):
+        rows = await conn.execute(select(customers.c.id, customers.c.branch).where(listed))
         out.update({r.id: r.branch for r in rows})
     return out

@@ -16,7 +16,12 @@ from msgspec import Struct
 PROTOCOL_VERSION = 1
 
 
-class Cell(Struct, array_like=True, frozen=True):
+# The row structs are `gc=False`: decoded from a message they hold only plain values
+# and lists of them, never a reference cycle, so the cyclic collector need not track
+# the tens of thousands of them a batch brings.
+
+
+class Cell(Struct, array_like=True, frozen=True, gc=False):
     """One cell whose version differs from its row's stamp."""
 
     col: str
@@ -29,7 +34,7 @@ class Cell(Struct, array_like=True, frozen=True):
     """None: only the writer's own entry."""
 
 
-class Tally(Struct, array_like=True, frozen=True):
+class Tally(Struct, array_like=True, frozen=True, gc=False):
     """One node's running totals of a counter cell."""
 
     col: str
@@ -38,7 +43,7 @@ class Tally(Struct, array_like=True, frozen=True):
     dec: int
 
 
-class Member(Struct, array_like=True, frozen=True):
+class Member(Struct, array_like=True, frozen=True, gc=False):
     """One node's add and remove clocks for an element of an add-wins set."""
 
     col: str
@@ -48,7 +53,7 @@ class Member(Struct, array_like=True, frozen=True):
     removed: int
 
 
-class Row(Struct, array_like=True, frozen=True):
+class Row(Struct, array_like=True, frozen=True, gc=False):
     """The changed state of one row."""
 
     tbl: str

@@ -72,6 +72,11 @@ async def test_branch_bootstraps_edits_offline_and_converges(
             got = (await conn.execute(select(TABLES["customers"].c.name).where(
                 TABLES["customers"].c.id == c["id"]))).scalar_one()
         assert got == "分店客户"
+        # Derived columns are computed where a row lands: HQ finds it by pinyin.
+        async with node.db.read() as conn:
+            found = (await conn.execute(select(TABLES["customers"].c.id).where(
+                TABLES["customers"].c.search_keys.contains("fdkh")))).scalars().all()
+        assert found == [c["id"]]
         # A second round moves nothing.
         report = await _sync(branch, up, client)
         assert (report.pushed_rows, report.applied) == (0, 0)
