@@ -6,45 +6,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
-from branches import Upstream, UpstreamError, read_enrolment, sync_once
+from branches import Upstream, UpstreamError
 from crypto import NodeKey, request_message
 from schema import TABLES, utcnow
-from server.node import Node, init_node
+from server.node import Node
 from server.services import nodes as node_service
 from sync import PROTOCOL_VERSION, PullRequest, encode
+from tests._nodes import branch_node, sync
 
 Client = AsyncTestClient[Any]
 PASS = "enrol-pass-1"
 
 
-async def _branch(tmp_path: Path, hq: Node, code: str) -> tuple[Node, Upstream]:
-    file = tmp_path / f"{code}.enrol"
-    await node_service.add_branch(hq, code=code, name=f"{code}店", out=file, passphrase=PASS,
-                                  url="http://testserver.local")
-    e = read_enrolment(file, PASS)
-    trusted = [{"id": e.hq_node_id, "kind": "hq", "name": "hq", "branch": None,
-                "public_key": e.hq_public_key, "url": e.hq_url, "enrolled_at": utcnow(),
-                "box_public_key": e.hq_box_public_key}]
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
-    node, _ = await init_node(tmp_path / code, role="branch", name=e.branch_name, environ=env,
-                              key_file=tmp_path / f"{code}.key", branch_code=code,
-                              node_id=e.node_id, node_key=NodeKey.from_hex(e.node_key),
-                              trusted=trusted, hq_node_id=e.hq_node_id,
-                              upstream_url="http://testserver.local", admin=False,
-                              grants=(e.box_key, e.grants))
-    up = Upstream(url="http://testserver.local", node_id=e.node_id,
-                  key=NodeKey.from_hex(e.node_key), hq_node_id=e.hq_node_id,
-                  hq_public_key=e.hq_public_key, branch=code)
-    return node, up
-
-
-async def _sync(node: Node, up: Upstream, client: httpx.AsyncClient) -> Any:
-    return await sync_once(node.db, up, max_skew_ms=60_000, page_rows=100, client=client)
+_branch = branch_node
+_sync = sync
 
 
 async def test_branch_bootstraps_edits_offline_and_converges(

@@ -25,7 +25,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema import ENTITIES, LOCAL_TZ, TABLES, clean_text, normalize_phone, utcnow
@@ -380,13 +380,8 @@ async def list_complaints(node: Node, p: Principal, filters: dict[str, Any],
             query = query.where(clause if filters[key] else ~clause)
     async with node.db.read() as conn:
         if filters.get("customer_id") is not None:
-            try:
-                customer = await records.visible_customer(conn, p, filters["customer_id"])
-            except NotFoundError:
-                query = query.where(false())
-            else:
-                group = await records.customer_group(conn, customer["id"])
-                query = query.where(complaints.c.customer_id.in_(group))
+            query = query.where(await records.group_clause(
+                conn, p, complaints.c.customer_id, filters["customer_id"]))
         rows, next_cursor = await records.page(conn, query, complaints.c.id, cursor, limit)
         audit: list[dict[str, Any]] = []
         shown = await _show(node, conn, p, rows, audit)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, false, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema import TABLES, new_id, utcnow
@@ -18,8 +18,8 @@ from server.services.scope import customer_scope
 
 customers = TABLES["customers"]
 
-__all__ = ["customer_group", "log_reads", "new_number", "page", "show", "survivor_id",
-           "visible_customer"]
+__all__ = ["customer_group", "group_clause", "log_reads", "new_number", "page", "show",
+           "survivor_id", "visible_customer"]
 
 
 async def survivor_id(conn: AsyncConnection, customer_id: str) -> str:
@@ -55,6 +55,18 @@ async def customer_group(conn: AsyncConnection, survivor: str) -> list[str]:
         group += found
         frontier = found
     return group
+
+
+async def group_clause(conn: AsyncConnection, p: Principal, column: Any, customer_id: str
+                       ) -> ColumnElement[bool]:
+    """A WHERE clause for a list filtered by `customer_id`: rows of that customer's
+    surviving archive and everything merged into it, or none if `p` may not see it."""
+    try:
+        customer = await visible_customer(conn, p, customer_id)
+    except NotFoundError:
+        return false()
+    group: list[str] = await customer_group(conn, customer["id"])
+    return column.in_(group)  # type: ignore[no-any-return]
 
 
 async def visible_customer(conn: AsyncConnection, p: Principal, customer_id: str,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import false, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema import TABLES, clean_text, utcnow
@@ -297,13 +297,8 @@ async def list_tickets(node: Node, p: Principal, filters: dict[str, Any], cursor
             query = query.where(tickets.c[key] == filters[key])
     async with node.db.read() as conn:
         if filters.get("customer_id") is not None:
-            try:
-                customer = await records.visible_customer(conn, p, filters["customer_id"])
-            except NotFoundError:
-                query = query.where(false())
-            else:
-                group = await records.customer_group(conn, customer["id"])
-                query = query.where(tickets.c.customer_id.in_(group))
+            query = query.where(await records.group_clause(
+                conn, p, tickets.c.customer_id, filters["customer_id"]))
         rows, next_cursor = await records.page(conn, query, tickets.c.id, cursor, limit)
     return [_out(r) for r in rows], next_cursor
 
