@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, String, Text
 
-from schema._policy import Entity, Field, Sensitivity
+from schema._policy import Entity, Field, Sensitivity, id_field, stamp_fields
 from schema._types import UtcDateTime
 from schema._work import WORK_ENTITIES
 from sync import Merge
@@ -20,10 +20,6 @@ FILING_STATES = ("registered", "filed", "archived")
 
 C = Sensitivity.CONFIDENTIAL
 S = Sensitivity.SECRET
-
-
-def _id() -> Field:
-    return Field(Column("id", String(36), primary_key=True), merge=Merge.IMMUTABLE)
 
 
 def _sensitive(name: str, cls: Sensitivity, *, key_class: str | None = None,
@@ -48,42 +44,33 @@ SENSITIVE_COLUMNS: dict[str, str] = {}
 BLIND_COLUMNS: set[str] = set()
 
 
-def _stamps() -> tuple[Field, Field]:
-    return (
-        Field(Column("created_at", UtcDateTime(), nullable=False), merge=Merge.IMMUTABLE,
-              history=False),
-        Field(Column("updated_at", UtcDateTime(), nullable=False), history=False,
-              conflicts=False),
-    )
-
-
 REGIONS = Entity("regions", (
-    _id(),
+    id_field(),
     Field(Column("code", String(16), nullable=False, unique=True), merge=Merge.FIRST_WRITE),
     Field(Column("name", String(100), nullable=False)),
-    *_stamps(),
+    *stamp_fields(),
 ))
 
 BRANCHES = Entity("branches", (
-    _id(),
+    id_field(),
     Field(Column("code", String(16), nullable=False, unique=True), merge=Merge.FIRST_WRITE),
     Field(Column("name", String(100), nullable=False)),
     Field(Column("region", String(16))),
     Field(Column("address", String(500))),
     Field(Column("node_id", String(36))),
     Field(Column("active", Boolean, nullable=False, default=True)),
-    *_stamps(),
+    *stamp_fields(),
 ))
 
 DEPARTMENTS = Entity("departments", (
-    _id(),
+    id_field(),
     Field(Column("name", String(64), nullable=False)),
     Field(Column("branch", String(16))),
-    *_stamps(),
+    *stamp_fields(),
 ))
 
 USERS = Entity("users", (
-    _id(),
+    id_field(),
     Field(Column("username", String(64), nullable=False, unique=True), merge=Merge.FIRST_WRITE),
     Field(Column("display_name", String(100), nullable=False)),
     Field(Column("password_hash", String(200), nullable=False), history=False),
@@ -92,11 +79,11 @@ USERS = Entity("users", (
     Field(Column("department", String(64))),
     Field(Column("active", Boolean, nullable=False, default=True)),
     Field(Column("token_version", Integer, nullable=False, default=0), history=False),
-    *_stamps(),
+    *stamp_fields(),
 ), keep_history=True)
 
 CUSTOMERS = Entity("customers", (
-    _id(),
+    id_field(),
     Field(Column("name", String(200), nullable=False)),
     Field(Column("customer_type", String(16), nullable=False)),
     Field(Column("enterprise_nature", String(50))),
@@ -143,11 +130,11 @@ CUSTOMERS = Entity("customers", (
     Field(Column("custom", JSON, nullable=False, default=dict)),
     Field(Column("search_keys", Text, nullable=False, default=""), replicated=False,
           history=False),
-    *_stamps(),
+    *stamp_fields(),
 ), keep_history=True)
 
 CONTACTS = Entity("contacts", (
-    _id(),
+    id_field(),
     Field(Column("customer_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
     Field(Column("name", String(100), nullable=False)),
     Field(Column("department", String(64))),
@@ -158,11 +145,11 @@ CONTACTS = Entity("contacts", (
     *_sensitive("birthday", C),
     Field(Column("is_primary", Boolean, nullable=False, default=False)),
     Field(Column("notes", String(2000))),
-    *_stamps(),
+    *stamp_fields(),
 ), keep_history=True)
 
 CUSTOM_FIELDS = Entity("custom_field_defs", (
-    _id(),
+    id_field(),
     Field(Column("entity", String(32), nullable=False)),
     Field(Column("name", String(64), nullable=False), merge=Merge.FIRST_WRITE),
     Field(Column("label", String(100), nullable=False)),
@@ -171,11 +158,11 @@ CUSTOM_FIELDS = Entity("custom_field_defs", (
     Field(Column("choices", JSON, nullable=False, default=list)),
     Field(Column("max_length", Integer)),
     Field(Column("active", Boolean, nullable=False, default=True)),
-    *_stamps(),
+    *stamp_fields(),
 ))
 
 FIELD_HISTORY = Entity("field_history", (
-    _id(),
+    id_field(),
     Field(Column("table_name", String(32), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("row_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
     Field(Column("customer_id", String(36), index=True), merge=Merge.IMMUTABLE),
@@ -189,7 +176,7 @@ FIELD_HISTORY = Entity("field_history", (
 ), append_only=True)
 
 CONFLICTS = Entity("conflicts", (
-    _id(),
+    id_field(),
     Field(Column("table_name", String(32), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("row_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
     Field(Column("column_name", String(64), nullable=False), merge=Merge.IMMUTABLE),
@@ -206,12 +193,12 @@ CONFLICTS = Entity("conflicts", (
     Field(Column("status", String(16), nullable=False, default="open", index=True)),
     Field(Column("resolved_by", String(36))),
     Field(Column("resolution", String(500))),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """A concurrent write that lost (sync/SPEC.md §Conflicts): kept, listed, resolvable."""
 
 CHANGE_REQUESTS = Entity("change_requests", (
-    _id(),
+    id_field(),
     Field(Column("table_name", String(32), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("row_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
     Field(Column("column_name", String(64), nullable=False), merge=Merge.IMMUTABLE),
@@ -221,17 +208,17 @@ CHANGE_REQUESTS = Entity("change_requests", (
     Field(Column("node_id", String(36), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("status", String(16), nullable=False, default="pending"),
           merge=Merge.HQ_AUTHORITATIVE),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """A branch's write to an HQ-authoritative field, waiting for HQ to grant it."""
 
 DATA_KEYS = Entity("data_keys", (
-    _id(),
+    id_field(),
     Field(Column("customer_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
     Field(Column("cls", String(16), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("key_version", Integer, nullable=False), history=False, conflicts=False),
     Field(Column("wrapped", Text, nullable=False), history=False, conflicts=False),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """A customer's data key for one class, wrapped by a class key version (crypto/_fields.py).
 Its id derives from customer and class, so every node names it alike; rewrapping
@@ -239,7 +226,7 @@ Its id derives from customer and class, so every node names it alike; rewrapping
 customer's values of that class on every replica."""
 
 DESTRUCTIONS = Entity("destruction_records", (
-    _id(),
+    id_field(),
     Field(Column("customer_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
     Field(Column("reason", String(500), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("reviewed_by", String(36), nullable=False), merge=Merge.IMMUTABLE),
@@ -253,7 +240,7 @@ DESTRUCTIONS = Entity("destruction_records", (
 (general manager), who erased which fields of which customer, when, where."""
 
 KEY_GRANTS = Entity("key_grants", (
-    _id(),
+    id_field(),
     Field(Column("node_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
     Field(Column("branch", String(16), index=True), merge=Merge.IMMUTABLE),
     Field(Column("label", String(64), nullable=False), merge=Merge.IMMUTABLE),
@@ -264,18 +251,18 @@ HQ writes them; each branch receives its own (and those of its devices). New key
 versions reach nodes this way; deleting a grant (rotation, revocation) retires it."""
 
 KEY_POLICIES = Entity("key_policies", (
-    _id(),
+    id_field(),
     Field(Column("kind", String(8), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("name", String(100), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("classes", String(100), nullable=False)),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """HQ's change to the default class policy (schema/_classes.py): `kind` `field` names
 `table.column` and its one key class; `kind` `role` names a role and the comma-separated
 classes it reads. Published to every node; only HQ writes it."""
 
 READ_AUDIT = Entity("read_audit", (
-    _id(),
+    id_field(),
     Field(Column("customer_id", String(36), nullable=False, index=True), merge=Merge.IMMUTABLE),
     Field(Column("table_name", String(32), nullable=False), merge=Merge.IMMUTABLE),
     Field(Column("row_id", String(36), nullable=False), merge=Merge.IMMUTABLE),

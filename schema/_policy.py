@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Column
+from sqlalchemy import Column, String
 
+from schema._types import UtcDateTime
 from sync import Merge
 
 
@@ -64,3 +65,19 @@ class Entity:
     def replicated_columns(self) -> tuple[str, ...]:
         """Columns that travel in sync, in declaration order (without `id`)."""
         return tuple(f.name for f in self.fields if f.replicated and f.name != "id")
+
+
+def id_field() -> Field:
+    """The primary key every replicated entity has: a UUIDv7 set at insert."""
+    return Field(Column("id", String(36), primary_key=True), merge=Merge.IMMUTABLE)
+
+
+def stamp_fields() -> tuple[Field, Field]:
+    """`created_at` (set at insert) and `updated_at` (bookkeeping: no history, no
+    conflicts), the timestamps most entities carry."""
+    return (
+        Field(Column("created_at", UtcDateTime(), nullable=False), merge=Merge.IMMUTABLE,
+              history=False),
+        Field(Column("updated_at", UtcDateTime(), nullable=False), history=False,
+              conflicts=False),
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, String, Text
 
-from schema._policy import Entity, Field, Sensitivity
+from schema._policy import Entity, Field, Sensitivity, id_field, stamp_fields
 from schema._types import UtcDateTime
 from sync import Merge
 
@@ -27,10 +27,6 @@ TICKET_STATES = ("undispatched", "dispatched", "confirmed", "done")
 CREDIT_REQUEST_STATES = ("requested", "rejected", "approved", "shipped")
 
 
-def _id() -> Field:
-    return Field(Column("id", String(36), primary_key=True), merge=Merge.IMMUTABLE)
-
-
 def _fixed(name: str, type_: Any, *, nullable: bool = True, index: bool = False) -> Field:
     """A column set when the row is created and never changed."""
     return Field(Column(name, type_, nullable=nullable, index=index), merge=Merge.IMMUTABLE)
@@ -40,19 +36,10 @@ def _customer() -> Field:
     return _fixed("customer_id", String(36), nullable=False, index=True)
 
 
-def _stamps() -> tuple[Field, Field]:
-    return (
-        Field(Column("created_at", UtcDateTime(), nullable=False), merge=Merge.IMMUTABLE,
-              history=False),
-        Field(Column("updated_at", UtcDateTime(), nullable=False), history=False,
-              conflicts=False),
-    )
-
-
 # --- registration, merges, handover (§3) ---------------------------------------------
 
 CUSTOMER_MERGES = Entity("customer_merges", (
-    _id(),
+    id_field(),
     _customer(),  # the absorbed customer: the merge follows it (and it follows the survivor)
     Field(Column("survivor_id", String(36), nullable=False, index=True),
           merge=Merge.FIRST_WRITE),
@@ -60,14 +47,14 @@ CUSTOMER_MERGES = Entity("customer_merges", (
     Field(Column("merged_by", String(36)), merge=Merge.FIRST_WRITE),
     Field(Column("node_id", String(36), nullable=False), merge=Merge.FIRST_WRITE),
     Field(Column("merged_at", UtcDateTime(), nullable=False), merge=Merge.FIRST_WRITE),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """One absorbed customer and the archive it redirects to. Its id derives from the
 absorbed id, so two nodes merging the same customer name one row, and the earliest
 merge's survivor wins for good (`first_write`)."""
 
 HANDOVERS = Entity("handovers", (
-    _id(),
+    id_field(),
     _customer(),
     _fixed("batch_id", String(36), nullable=False, index=True),
     _fixed("from_user", String(36), index=True),
@@ -80,14 +67,14 @@ HANDOVERS = Entity("handovers", (
 """客户交接: a customer handed from one rep to another, and whether to tell them."""
 
 NOTICES = Entity("notices", (
-    _id(),
+    id_field(),
     _fixed("branch", String(16), index=True),
     _fixed("user_id", String(36), index=True),
     _fixed("kind", String(20), nullable=False),
     _fixed("subject_id", String(36)),
     _fixed("message", String(1000), nullable=False),
     Field(Column("read_at", UtcDateTime()), history=False, conflicts=False),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """A message for a user of one branch (a collision 撞单 notice, a handover); it travels
 to the user's branch, not with a customer the user may no longer hold."""
@@ -95,32 +82,32 @@ to the user's branch, not with a customer the user may no longer hold."""
 # --- classification (§4) ---------------------------------------------------------------
 
 CLASS_SCHEMES = Entity("class_schemes", (
-    _id(),
+    id_field(),
     Field(Column("code", String(32), nullable=False, unique=True), merge=Merge.FIRST_WRITE),
     Field(Column("name", String(100), nullable=False)),
     Field(Column("target", String(32), nullable=False)),
     Field(Column("rules", JSON, nullable=False, default=list)),
     Field(Column("default_class", String(32))),
     Field(Column("active", Boolean, nullable=False, default=True)),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """A classification scheme HQ defines: ordered rules over measurable facts, each giving
 a class; the first rule that matches decides. `target` is the customers column it sets."""
 
 CLASS_OVERRIDES = Entity("class_overrides", (
-    _id(),
+    id_field(),
     _customer(),
     _fixed("scheme", String(32), nullable=False),
     Field(Column("cls", String(32))),
     Field(Column("reason", String(500))),
     Field(Column("set_by", String(36))),
-    *_stamps(),
+    *stamp_fields(),
 ), keep_history=True)
 """An authorised person's class for one customer under one scheme; recomputation keeps
 it while `cls` is set. Id derives from customer and scheme."""
 
 CLASS_CHANGES = Entity("class_changes", (
-    _id(),
+    id_field(),
     _customer(),
     _fixed("scheme", String(32), nullable=False),
     _fixed("old_class", String(32)),
@@ -136,18 +123,18 @@ CLASS_CHANGES = Entity("class_changes", (
 # --- visits and care (§5) --------------------------------------------------------------
 
 VISIT_PLANS = Entity("visit_plans", (
-    _id(),
+    id_field(),
     Field(Column("scheme", String(32), nullable=False)),
     Field(Column("cls", String(32), nullable=False)),
     Field(Column("every_days", Integer, nullable=False)),
     Field(Column("care", JSON, nullable=False, default=list)),
     Field(Column("active", Boolean, nullable=False, default=True)),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """How often customers of one class are visited, and which care they get."""
 
 VISITS = Entity("visits", (
-    _id(),
+    id_field(),
     _customer(),
     _fixed("contact_id", String(36)),
     _fixed("kind", String(20), nullable=False),
@@ -168,7 +155,7 @@ VISITS = Entity("visits", (
 # --- complaints (§6) -------------------------------------------------------------------
 
 COMPLAINTS = Entity("complaints", (
-    _id(),
+    id_field(),
     _customer(),
     _fixed("number", String(40), nullable=False),
     _fixed("branch", String(16), index=True),
@@ -207,7 +194,7 @@ COMPLAINTS = Entity("complaints", (
     Field(Column("satisfaction", Integer)),
     Field(Column("return_visit_note", String(2000))),
     _fixed("created_by", String(36)),
-    *_stamps(),
+    *stamp_fields(),
 ), keep_history=True)
 """客户投诉: one complaint and its whole flow. `received_at` and `deadline_at` are set
 where it was taken, so a deadline runs from receipt, not from sync."""
@@ -215,17 +202,17 @@ where it was taken, so a deadline runs from receipt, not from sync."""
 # --- service tickets (§7) --------------------------------------------------------------
 
 PRICE_ITEMS = Entity("price_items", (
-    _id(),
+    id_field(),
     Field(Column("code", String(32), nullable=False, unique=True), merge=Merge.FIRST_WRITE),
     Field(Column("name", String(100), nullable=False)),
     Field(Column("fee_fen", BigInteger, nullable=False)),
     Field(Column("active", Boolean, nullable=False, default=True)),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """The service price list (收费标准)."""
 
 TICKETS = Entity("tickets", (
-    _id(),
+    id_field(),
     _customer(),
     _fixed("number", String(40), nullable=False),
     _fixed("branch", String(16), index=True),
@@ -247,14 +234,14 @@ TICKETS = Entity("tickets", (
     Field(Column("passed", Boolean)),
     Field(Column("checked_by", String(36))),
     _fixed("created_by", String(36)),
-    *_stamps(),
+    *stamp_fields(),
 ), keep_history=True)
 """报修 / 维修单: a service ticket from request to completion."""
 
 # --- purchases, loyalty, credit, reception (§5, §8) ------------------------------------
 
 PURCHASES = Entity("purchases", (
-    _id(),
+    id_field(),
     _customer(),
     _fixed("branch", String(16), index=True),
     _fixed("purchased_at", UtcDateTime(), nullable=False),
@@ -271,7 +258,7 @@ PURCHASES = Entity("purchases", (
 items, amount."""
 
 POINT_ENTRIES = Entity("point_entries", (
-    _id(),
+    id_field(),
     _fixed("branch", String(16), nullable=False, index=True),
     _fixed("member_id", String(36), nullable=False, index=True),
     _fixed("delta", BigInteger, nullable=False),
@@ -282,7 +269,7 @@ POINT_ENTRIES = Entity("point_entries", (
     _fixed("at", UtcDateTime(), nullable=False),
     Field(Column("posted_at", UtcDateTime()), merge=Merge.FIRST_WRITE),
     Field(Column("posted_by", String(36)), merge=Merge.FIRST_WRITE),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """The loyalty ledger (积分): one earn or redemption at the store where it happened
 (`branch`), for the member `member_id` (a customer id, from the member card), which
@@ -292,7 +279,7 @@ transaction that sets `posted_at`: at once by a node that holds the customer,
 otherwise by HQ when the entry reaches it. Rows travel with their store."""
 
 CREDIT_REQUESTS = Entity("credit_requests", (
-    _id(),
+    id_field(),
     _customer(),
     _fixed("amount_fen", BigInteger, nullable=False),
     _fixed("over_fen", BigInteger, nullable=False),
@@ -304,12 +291,12 @@ CREDIT_REQUESTS = Entity("credit_requests", (
     Field(Column("decided_by", String(36))),
     Field(Column("decided_at", UtcDateTime())),
     Field(Column("purchase_id", String(36))),
-    *_stamps(),
+    *stamp_fields(),
 ))
 """An over-limit shipment waiting for the regional manager's signature (domain.md §8)."""
 
 RECEPTION_EXPENSES = Entity("reception_expenses", (
-    _id(),
+    id_field(),
     _customer(),
     _fixed("reception_class", String(1), nullable=False),
     _fixed("guests", Integer, nullable=False),
