@@ -129,6 +129,17 @@ async def test_rfm_segments_follow_the_documented_mapping(node: Node, gm: Princi
     assert seg["new"] == (0, 0, 0)
     assert [s["segment"] for s in out["segments"]] == list(analytics_rfm.SEGMENT_NAMES)
     assert sum(s["customers"] for s in out["segments"]) == 10
+    cube = {(c["r"], c["f"], c["m"]): (c["customers"], c["monetary_fen"]) for c in out["cube"]}
+    assert cube[(1, 1, 1)] == (2, 0) and cube[(5, 5, 5)] == (1, 4000 * Y) and len(cube) == 9
+
+
+def test_every_score_triple_has_exactly_one_segment() -> None:
+    names = {analytics_rfm.segment_of(r, f, m)
+             for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)}
+    assert names == set(analytics_rfm.SEGMENT_NAMES)
+    assert analytics_rfm.segment_of(2, 5, 5) == "cant_lose"
+    assert analytics_rfm.segment_of(2, 5, 3) == "at_risk"
+    assert analytics_rfm.segment_of(5, 1, 5) == "new"
 
 
 async def test_rfm_list_pages_by_amount_and_filters_by_segment(node: Node, gm: Principal

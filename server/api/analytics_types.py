@@ -16,6 +16,17 @@ class RfmSegment(Struct, kw_only=True):
     purchases: int
 
 
+class RfmCell(Struct, kw_only=True):
+    """One cell of the RFM cube: customers with these three scores."""
+
+    r: int
+    f: int
+    m: int
+    customers: int
+    monetary_fen: int
+    purchases: int
+
+
 class RfmCustomer(Struct, kw_only=True):
     customer_id: str
     name: str | None = None
@@ -40,6 +51,7 @@ class Rfm(Struct, kw_only=True):
     window_days: int
     customers: int
     segments: list[RfmSegment]
+    cube: list[RfmCell]
     items: list[RfmCustomer]
     next_cursor: str | None
 

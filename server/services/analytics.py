@@ -172,7 +172,8 @@ def facts(p: Principal, w: Window, columns: Sequence[str] = ()) -> CTE:
         roots.c.root).cte("absorbed")
     if p.hq_wide:
         bought = select(purchases.c.customer_id.label("id"), *_sums(purchases, w)).where(
-            before).group_by(purchases.c.customer_id).cte("bought")
+            before).group_by(purchases.c.customer_id).cte("bought").prefix_with(
+            "NOT MATERIALIZED")
         own = select(customers.c.id, *extra, *[bought.c[f] for f in FIGURES]).select_from(
             bought.join(customers, customers.c.id == bought.c.id)).where(*visible)
     else:
@@ -192,6 +193,26 @@ def facts(p: Principal, w: Window, columns: Sequence[str] = ()) -> CTE:
     only_absorbed = select(customers.c.id, *extra, *[a.c[f] for f in FIGURES]).select_from(
         a.join(customers, customers.c.id == a.c.id)).where(*visible, none_own)
     return with_own.union_all(only_absorbed).cte("facts")
+
+
+# -- per class, without sorting every customer -----------------------------------------
+
+async def classes_present(conn: AsyncConnection, column: str) -> list[str | None]:
+    """The values `column` holds (from its index alone, no table rows)."""
+    col = customers.c[column]
+    return [r[0] for r in await conn.execute(select(col).group_by(col))]
+
+
+def per_class(cls_col: Any, classes: Sequence[str | None],
+              figures: dict[str, Any]) -> list[Any]:
+    """Conditional sums of `figures` (label -> value, 1 to count) for each class, in one
+    row: a handful of classes makes this one pass with no GROUP BY sort."""
+    cols = []
+    for i, cls in enumerate(classes):
+        match = cls_col.is_(None) if cls is None else cls_col == cls
+        cols += [_int(func.sum(case((match, value), else_=0))).label(f"{label}{i}")
+                 for label, value in figures.items()]
+    return cols
 
 
 # -- lists ordered by an amount, with keyset cursors -----------------------------------

@@ -1,10 +1,10 @@
 """The customer pyramid by class, dormant customers (静止户), and class changes with
 churn (客户异动) — domain.md §10, over the customers a principal may see.
 
-Pyramid: every live customer in scope counted by a class column (`customer_class`,
-`abc_class`, …), with the buyers and the amount of the window per class; levels follow
-the order of the active scheme that sets the column (its rules, then its default class),
-other classes after them, unclassified customers last.
+Pyramid: every live customer in scope (its current class) counted by a class column
+(`customer_class`, `abc_class`, …), with the buyers and the amount of the window per
+class; levels follow the order of the active scheme that sets the column (its rules,
+then its default class), other classes after them, unclassified customers last.
 
 Dormant: customers who bought before but not in the last `days` days (default 180) before
 `as_of`, the most valuable (largest amount ever) first.
@@ -36,6 +36,7 @@ from server.services.analytics import (
     live,
     names,
     next_cursor,
+    per_class,
     require_analyst,
     summary_and_page,
     window,
@@ -57,18 +58,28 @@ async def pyramid(node: Node, p: Principal, *, scheme_column: str = "customer_cl
     column = class_column(scheme_column)
     w = window(as_of, window_days)
     f = facts(p, w, (column,))
-    counted = select(customers.c[column].label("cls"), func.count().label("customers")).where(
-        live(), customer_scope(p), customers.c.registered_at < w.as_of).group_by(
-        customers.c[column])
-    bought = select(f.c[column].label("cls"), func.count().label("buyers"),
-                    func.sum(f.c.m).label("amount")).where(f.c.n > 0).group_by(f.c[column])
+    col = customers.c[column]
+    # Customers per class: every archive in scope (across all branches the class index
+    # alone answers it) less the merged-away ones (few, by the merged_into index).
+    everyone = select(col, func.count()).where(customer_scope(p)).group_by(col)
+    merged = select(col, func.count()).where(customer_scope(p),
+                                             customers.c.merged_into > "").group_by(col)
     async with node.db.read() as conn:
-        counts = {r.cls: int(r.customers) for r in await conn.execute(counted)}
-        sums = {r.cls: (int(r.buyers), int(r.amount)) for r in await conn.execute(bought)}
+        counts: dict[str | None, int] = {}
+        for query, sign in ((everyone, 1), (merged, -1)):
+            for cls, n in await conn.execute(query):
+                counts[cls] = counts.get(cls, 0) + sign * int(n)
+        classes = list(counts)
+        bought = select(*per_class(f.c[column], classes, {"b": 1, "a": f.c.m})).where(
+            f.c.n > 0)
+        row = (await conn.execute(bought)).mappings().first() if classes else None
+        sums = {cls: (int(row[f"b{i}"] or 0), int(row[f"a{i}"] or 0))
+                for i, cls in enumerate(classes)} if row is not None else {}
+        counts = {cls: n for cls, n in counts.items() if n > 0}
         scheme = (await conn.execute(select(schemes.c.rules, schemes.c.default_class).where(
             schemes.c.target == column, schemes.c.active))).first()
     order = classes_of(scheme.rules, scheme.default_class) if scheme is not None else []
-    present = set(counts) | set(sums)
+    present = set(counts) | {cls for cls, (b, _) in sums.items() if b}
     ordered: list[str | None] = [c for c in order if c in present]
     ordered += sorted(c for c in present if c is not None and c not in order)
     if None in present:

