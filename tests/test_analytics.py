@@ -129,6 +129,10 @@ async def test_rfm_segments_follow_the_documented_mapping(node: Node, gm: Princi
     assert seg["new"] == (0, 0, 0)
     assert [s["segment"] for s in out["segments"]] == list(analytics_rfm.SEGMENT_NAMES)
     assert sum(s["customers"] for s in out["segments"]) == 10
+    for name in analytics_rfm.SEGMENT_NAMES:  # the SQL filter agrees with the mapping
+        only = await analytics_rfm.rfm(node, gm, as_of=AS_OF, segment=name)
+        assert {i["customer_id"] for i in only["items"]} == {
+            i["customer_id"] for i in out["items"] if i["segment"] == name}, name
     cube = {(c["r"], c["f"], c["m"]): (c["customers"], c["monetary_fen"]) for c in out["cube"]}
     assert cube[(1, 1, 1)] == (2, 0) and cube[(5, 5, 5)] == (1, 4000 * Y) and len(cube) == 9
 

@@ -140,23 +140,26 @@ def _int(expr: Any) -> ColumnElement[int]:
     return cast(func.coalesce(expr, 0), BigInteger)
 
 
-def _sums(source: Any, w: Window) -> list[Any]:
-    """The purchase aggregates of `source` (purchases or an alias of it)."""
-    recent = source.c.purchased_at >= w.since
-    return [func.max(source.c.purchased_at).label("last_at"),
-            _int(func.count()).label("orders"),
-            _int(func.sum(source.c.amount_fen)).label("lifetime_fen"),
-            _int(func.sum(case((recent, 1), else_=0))).label("n"),
-            _int(func.sum(case((recent, source.c.amount_fen), else_=0))).label("m")]
-
-
 FIGURES = ("last_at", "orders", "lifetime_fen", "n", "m")
 
 
-def facts(p: Principal, w: Window, columns: Sequence[str] = ()) -> CTE:
-    """Per live customer in `p`'s scope who bought before `w.as_of`: `last_at` (last
-    purchase), `orders` and `lifetime_fen` (all purchases before as_of), `n` and `m`
-    (purchases and amount in the window), plus the customers `columns` asked for.
+def _sums(source: Any, w: Window, figures: Sequence[str]) -> list[Any]:
+    """The purchase aggregates `figures` of `source` (purchases)."""
+    recent = source.c.purchased_at >= w.since
+    every = {"last_at": func.max(source.c.purchased_at),
+             "orders": _int(func.count()),
+             "lifetime_fen": _int(func.sum(source.c.amount_fen)),
+             "n": _int(func.sum(case((recent, 1), else_=0))),
+             "m": _int(func.sum(case((recent, source.c.amount_fen), else_=0)))}
+    return [every[f].label(f) for f in figures]
+
+
+def facts(p: Principal, w: Window, columns: Sequence[str] = (),
+          figures: Sequence[str] = FIGURES) -> CTE:
+    """Per live customer in `p`'s scope who bought before `w.as_of`: the `figures` asked
+    for — `last_at` (last purchase), `orders` and `lifetime_fen` (all purchases before
+    as_of), `n` and `m` (purchases and amount in the window) — and the customers
+    `columns` asked for. (Each figure left out saves work on every purchase.)
 
     Across all branches: one GROUP BY over purchases in customer_id order, joined to
     customers by primary key in that same order (no sort). Within a branch or a
@@ -167,30 +170,33 @@ def facts(p: Principal, w: Window, columns: Sequence[str] = ()) -> CTE:
     visible = (_unmerged(customers), customer_scope(p))
     before = purchases.c.purchased_at < w.as_of
     roots = merge_roots()
-    absorbed = select(roots.c.root.label("id"), *_sums(purchases, w)).select_from(
+    absorbed = select(roots.c.root.label("id"), *_sums(purchases, w, figures)).select_from(
         roots.join(purchases, purchases.c.customer_id == roots.c.id)).where(before).group_by(
         roots.c.root).cte("absorbed")
     if p.hq_wide:
-        bought = select(purchases.c.customer_id.label("id"), *_sums(purchases, w)).where(
-            before).group_by(purchases.c.customer_id).cte("bought").prefix_with(
-            "NOT MATERIALIZED")
-        own = select(customers.c.id, *extra, *[bought.c[f] for f in FIGURES]).select_from(
+        bought = select(purchases.c.customer_id.label("id"), *_sums(purchases, w, figures)
+                        ).where(before).group_by(purchases.c.customer_id).cte(
+            "bought").prefix_with("NOT MATERIALIZED")
+        own = select(customers.c.id, *extra, *[bought.c[f] for f in figures]).select_from(
             bought.join(customers, customers.c.id == bought.c.id)).where(*visible)
     else:
-        own = select(customers.c.id, *extra, *_sums(purchases, w)).select_from(
+        own = select(customers.c.id, *extra, *_sums(purchases, w, figures)).select_from(
             customers.join(purchases, purchases.c.customer_id == customers.c.id)).where(
             *visible, before).group_by(customers.c.id, *extra)
-    mine = own.cte("own")
-    a = absorbed
-    later = case((or_(a.c.last_at.is_(None), mine.c.last_at >= a.c.last_at), mine.c.last_at),
-                 else_=a.c.last_at)
-    with_own = select(mine.c.id, *[mine.c[c] for c in columns], later.label("last_at"),
-                      *[(mine.c[f] + func.coalesce(a.c[f], 0)).label(f)
-                        for f in FIGURES[1:]]).select_from(
+    mine, a = own.cte("own"), absorbed
+
+    def combined(f: str) -> Any:
+        if f == "last_at":
+            return case((or_(a.c.last_at.is_(None), mine.c.last_at >= a.c.last_at),
+                         mine.c.last_at), else_=a.c.last_at).label(f)
+        return (mine.c[f] + func.coalesce(a.c[f], 0)).label(f)
+
+    with_own = select(mine.c.id, *[mine.c[c] for c in columns],
+                      *[combined(f) for f in figures]).select_from(
         mine.outerjoin(a, a.c.id == mine.c.id))
     none_own = ~select(purchases.c.id).where(purchases.c.customer_id == a.c.id,
                                              before).exists()
-    only_absorbed = select(customers.c.id, *extra, *[a.c[f] for f in FIGURES]).select_from(
+    only_absorbed = select(customers.c.id, *extra, *[a.c[f] for f in figures]).select_from(
         a.join(customers, customers.c.id == a.c.id)).where(*visible, none_own)
     return with_own.union_all(only_absorbed).cte("facts")
 

@@ -57,7 +57,7 @@ async def pyramid(node: Node, p: Principal, *, scheme_column: str = "customer_cl
     require_analyst(p)
     column = class_column(scheme_column)
     w = window(as_of, window_days)
-    f = facts(p, w, (column,))
+    f = facts(p, w, (column,), ("n", "m"))
     col = customers.c[column]
     # Customers per class: every archive in scope (across all branches the class index
     # alone answers it) less the merged-away ones (few, by the merged_into index).
@@ -109,7 +109,7 @@ async def dormant(node: Node, p: Principal, *, days: int = DEFAULT_DORMANT_DAYS,
     if not 1 <= days <= MAX_WINDOW_DAYS:
         raise FieldError("days", f"must be between 1 and {MAX_WINDOW_DAYS}")
     w = Window(instant("as_of", as_of), days)
-    f = facts(p, w)
+    f = facts(p, w, (), ("last_at", "orders", "lifetime_fen"))
     quiet = f.c.last_at < w.since
     summary = select(func.count().label("buyers"),
                      func.sum(case((quiet, 1), else_=0)).label("customers"),

@@ -75,21 +75,32 @@ hold names the customer (so every score triple has exactly one segment): name, r
 R range, F range, M range."""
 
 SEGMENT_NAMES = tuple(s[0] for s in SEGMENTS)
+DEFAULT_LIFETIME_YEARS = 3.0
+DEFAULT_MARGIN = 1.0
 
 
 def segment_of(r: int, f: int, m: int) -> str:
-    """The segment of a score triple (the same rule as `_segment_sql`)."""
+    """The segment of a score triple (the first of `SEGMENTS` whose ranges hold)."""
     return next(name for name, _, rs, fs, ms in SEGMENTS
                 if rs[0] <= r <= rs[1] and fs[0] <= f <= fs[1] and ms[0] <= m <= ms[1])
 
 
-def _segment_sql(r: Any, f: Any, m: Any) -> ColumnElement[str]:
-    def within(col: Any, span: Span) -> list[ColumnElement[bool]]:
-        return [] if span == ANY else [col.between(*span)]
-    return case(*[(and_(true(), *within(r, rs), *within(f, fs), *within(m, ms)), name)
-                  for name, _, rs, fs, ms in SEGMENTS[:-1]], else_=SEGMENTS[-1][0])
-DEFAULT_LIFETIME_YEARS = 3.0
-DEFAULT_MARGIN = 1.0
+def _within(value: Any, t: CTE, span: Span) -> list[ColumnElement[bool]]:
+    """`lo <= score(value) <= hi` as comparisons with the boundaries: score >= lo when
+    value > t_(lo-1), score <= hi when value <= t_hi."""
+    lo, hi = span
+    return ([value > t.c[f"t{lo - 1}"]] if lo > 1 else []) + (
+        [value <= t.c[f"t{hi}"]] if hi < 5 else [])
+
+
+def _segment_sql(values: tuple[Any, Any, Any], bounds: tuple[CTE, CTE, CTE]
+                 ) -> ColumnElement[str]:
+    """The segment of (last purchase, purchases, amount) — the same rule as
+    `segment_of` over their scores."""
+    return case(*[(and_(true(), *[cond for value, t, span in zip(values, bounds, spans,
+                                                                 strict=True)
+                                  for cond in _within(value, t, span)]), name)
+                  for name, _, *spans in SEGMENTS[:-1]], else_=SEGMENTS[-1][0])
 
 
 def _thresholds(f: CTE, column: str, count: CTE) -> CTE:
@@ -118,26 +129,25 @@ async def rfm(node: Node, p: Principal, *, window_days: int = 365,
     w = window(as_of, window_days)
     if segment is not None and segment not in SEGMENT_NAMES:
         raise FieldError("segment", f"must be one of {', '.join(SEGMENT_NAMES)}")
-    # The facts and the scores are each computed once (a CTE used more than once is
-    # materialised); quintile boundaries come from three narrow sorts. The summary is
-    # the RFM cube (customers per R, F, M score: at most 125 cells), mapped to segments
-    # here; the page computes the segment of the rows it filters.
-    f = facts(p, w)
+    # The facts are computed once (a CTE used more than once is materialised); the
+    # quintile boundaries come from three narrow sorts. The summary is the RFM cube
+    # (customers per R, F, M score: at most 125 cells), mapped to segments here. The page
+    # is the top of the facts by amount; a segment filter compares raw values with the
+    # boundaries, no score is stored.
+    f = facts(p, w, (), ("last_at", "n", "m"))
     count = select(func.count().label("n")).select_from(f).cte("scored_count")
     tr, tf, tm = (_thresholds(f, c, count) for c in ("last_at", "n", "m"))
-    scored = select(f.c.id, f.c.last_at, f.c.n, f.c.m, _score(f.c.last_at, tr).label("r"),
-                    _score(f.c.n, tf).label("f"), _score(f.c.m, tm).label("mscore")
-                    ).select_from(f.join(tr, true()).join(tf, true()).join(tm, true())
-                                  ).cte("scored").prefix_with("MATERIALIZED")
-    sc = scored.c
-    summary = select(sc.r, sc.f, sc.mscore, func.count().label("customers"),
-                     func.sum(sc.m).label("monetary_fen"), func.sum(sc.n).label("purchases")
-                     ).group_by(sc.r, sc.f, sc.mscore)
-    seg = select(scored, _segment_sql(sc.r, sc.f, sc.mscore).label("segment")).subquery()
-    page = select(seg).where(after(seg.c.m, seg.c.id, cursor))
+    bounded = f.join(tr, true()).join(tf, true()).join(tm, true())
+    scores = (_score(f.c.last_at, tr).label("r"), _score(f.c.n, tf).label("f"),
+              _score(f.c.m, tm).label("mscore"))
+    summary = select(*scores, func.count().label("customers"),
+                     func.sum(f.c.m).label("monetary_fen"), func.sum(f.c.n).label("purchases")
+                     ).select_from(bounded).group_by(*scores)
+    page = select(f.c.id, f.c.last_at, f.c.n, f.c.m, *scores).select_from(bounded).where(
+        after(f.c.m, f.c.id, cursor))
     if segment is not None:
-        page = page.where(seg.c.segment == segment)
-    page = page.order_by(seg.c.m.desc(), seg.c.id).limit(limit + 1)
+        page = page.where(_segment_sql((f.c.last_at, f.c.n, f.c.m), (tr, tf, tm)) == segment)
+    page = page.order_by(f.c.m.desc(), f.c.id).limit(limit + 1)
     async with node.db.read() as conn:
         totals, rows = await summary_and_page(conn, summary, page)
         rows.sort(key=lambda r: (-int(r["m"]), r["id"]))
@@ -162,7 +172,8 @@ async def rfm(node: Node, p: Principal, *, window_days: int = 365,
         "recency_days": days_between(w.as_of, r["last_at"]), "last_purchase_at": r["last_at"],
         "frequency": int(r["n"]), "monetary_fen": int(r["m"]), "r": int(r["r"]),
         "f": int(r["f"]), "m": int(r["mscore"]),
-        "score": f"{int(r['r'])}{int(r['f'])}{int(r['mscore'])}", "segment": r["segment"],
+        "score": f"{int(r['r'])}{int(r['f'])}{int(r['mscore'])}",
+        "segment": segment_of(int(r["r"]), int(r["f"]), int(r["mscore"])),
     } for r in rows[:limit]]
     return {"as_of": w.as_of, "window_days": w.days, "customers": scored_n,
             "segments": segments, "cube": cube, "items": items,
@@ -174,7 +185,7 @@ async def contribution(node: Node, p: Principal, *, window_days: int = 365,
     """The 80/20 curve: cumulative share of the window's amount by share of buyers."""
     require_analyst(p)
     w = window(as_of, window_days)
-    f = facts(p, w)
+    f = facts(p, w, (), ("m",))
     order = (f.c.m.desc(), f.c.id)
     ranked = select(
         f.c.m, func.row_number().over(order_by=order).label("rn"),
@@ -229,7 +240,7 @@ async def clv(node: Node, p: Principal, *, window_days: int = 365,
         raise FieldError("lifetime_years", "must be above 0 and at most 100")
     if not 0 < margin <= 1:
         raise FieldError("margin", "must be above 0 and at most 1")
-    f = facts(p, w, (column,))
+    f = facts(p, w, (column,), ("n", "m"))
     page = select(f.c.id, f.c.n, f.c.m).where(f.c.n > 0, after(f.c.m, f.c.id, cursor)
                                               ).order_by(f.c.m.desc(), f.c.id).limit(limit + 1)
     async with node.db.read() as conn:
