@@ -27,7 +27,8 @@ metadata = MetaData(
 )
 
 TABLES: dict[str, Table] = {
-    name: Table(name, metadata, *(f.column for f in entity.fields))
+    name: Table(name, metadata, *(f.column for f in entity.fields),
+                *(Index(f"ix_{name}_{'_'.join(cols)}", *cols) for cols in entity.extra_indexes))
     for name, entity in ENTITIES.items()
 }
 

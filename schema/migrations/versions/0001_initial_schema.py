@@ -566,6 +566,11 @@ def upgrade() -> None:
     with op.batch_alter_table("purchases", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_purchases_branch"), ["branch"], unique=False)
         batch_op.create_index(batch_op.f("ix_purchases_customer_id"), ["customer_id"], unique=False)
+        batch_op.create_index(
+            "ix_purchases_customer_id_purchased_at_amount_fen",
+            ["customer_id", "purchased_at", "amount_fen"],
+            unique=False,
+        )
 
     op.create_table(
         "read_audit",
@@ -818,6 +823,7 @@ def downgrade() -> None:
 
     op.drop_table("read_audit")
     with op.batch_alter_table("purchases", schema=None) as batch_op:
+        batch_op.drop_index("ix_purchases_customer_id_purchased_at_amount_fen")
         batch_op.drop_index(batch_op.f("ix_purchases_customer_id"))
         batch_op.drop_index(batch_op.f("ix_purchases_branch"))
 
