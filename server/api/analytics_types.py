@@ -7,6 +7,16 @@ from datetime import datetime
 from msgspec import Struct, field
 
 
+class CustomerRef(Struct, kw_only=True):
+    """Who a per-customer analytics row is about (never a phone or ID number)."""
+
+    customer_id: str
+    name: str | None = None
+    branch: str | None = None
+    department: str | None = None
+    customer_class: str | None = None
+
+
 class RfmSegment(Struct, kw_only=True):
     segment: str
     rule: str
@@ -27,12 +37,7 @@ class RfmCell(Struct, kw_only=True):
     purchases: int
 
 
-class RfmCustomer(Struct, kw_only=True):
-    customer_id: str
-    name: str | None = None
-    branch: str | None = None
-    department: str | None = None
-    customer_class: str | None = None
+class RfmCustomer(CustomerRef, kw_only=True):
     last_purchase_at: datetime
     recency_days: int
     frequency: int
@@ -98,12 +103,7 @@ class Pyramid(Struct, kw_only=True):
     levels: list[PyramidLevel]
 
 
-class DormantCustomer(Struct, kw_only=True):
-    customer_id: str
-    name: str | None = None
-    branch: str | None = None
-    department: str | None = None
-    customer_class: str | None = None
+class DormantCustomer(CustomerRef, kw_only=True):
     last_purchase_at: datetime
     days_since_purchase: int
     purchases: int
@@ -160,12 +160,7 @@ class ClvLevel(Struct, kw_only=True):
     total_clv_fen: int
 
 
-class ClvCustomer(Struct, kw_only=True):
-    customer_id: str
-    name: str | None = None
-    branch: str | None = None
-    department: str | None = None
-    customer_class: str | None = None
+class ClvCustomer(CustomerRef, kw_only=True):
     purchases: int
     amount_fen: int
     avg_order_value_fen: int
