@@ -420,7 +420,7 @@ async def test_bad_input_is_refused_and_writes_nothing(
     await _act(client, h, c["id"], "accept")
     await _act(client, h, c["id"], "compensation", {"amount_fen": 0}, status=422)
     await _act(client, h, c["id"], "assign", {"department": "客服部",
-                                             "handler_id": desk.p["handler"].id[:-1] + "0"},
+                                             "handler_id": "01a00000-0000-7000-8000-000000000000"},
                status=422)
     async with node.db.read() as conn:
         count = (await conn.execute(select(func.count()).select_from(
