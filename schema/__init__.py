@@ -5,6 +5,7 @@ for replicated data.
 """
 
 from schema._apply import ApplyResult
+from schema._audit import GENESIS, chain_breaks, entry_hash
 from schema._calendar import (
     LOCAL_TZ,
     add_working_days,
@@ -44,6 +45,14 @@ from schema._exchange import (
     retry_parked,
 )
 from schema._gc import collect_tombstones, gc_horizon, wipe_replica
+from schema._governance import (
+    ACCESS_KINDS,
+    ACCESS_STATES,
+    DESTRUCTION_STATES,
+    GRANT_HOURS_MAX,
+    RETENTION_YEARS,
+    SECRECY_LEVELS,
+)
 from schema._ids import new_id
 from schema._plan import coerce
 from schema._policy import Entity, Field, Sensitivity
@@ -85,16 +94,23 @@ from schema._vault import KeyMissingError, Vault, data_key_id
 from sync import Merge
 
 __all__ = [
+    "ACCESS_KINDS",
+    "ACCESS_STATES",
     "BLIND_INDEXED",
     "CUSTOMER_EDITORS",
     "CUSTOM_FIELD_ADMINS",
     "DEFAULT_POLICY",
+    "DESTRUCTION_STATES",
     "ENTITIES",
+    "GENESIS",
+    "GRANT_HOURS_MAX",
     "KEY_CLASSES",
     "LOCAL_TZ",
     "ORG_ADMINS",
     "READABLE_CLASSES",
+    "RETENTION_YEARS",
     "ROLES",
+    "SECRECY_LEVELS",
     "SENSITIVE",
     "TABLES",
     "ApplyResult",
@@ -119,12 +135,14 @@ __all__ = [
     "Vault",
     "WrongKeyError",
     "add_working_days",
+    "chain_breaks",
     "check_change",
     "clean_text",
     "coerce",
     "collect_tombstones",
     "data_key_id",
     "end_of_local_day",
+    "entry_hash",
     "gc_horizon",
     "holiday_name",
     "incoming",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, String, Text
 
+from schema._governance import GOVERNANCE_ENTITIES, SECRECY_LEVELS
 from schema._policy import Entity, Field, Sensitivity, id_field, stamp_fields
 from schema._types import UtcDateTime
 from schema._work import WORK_ENTITIES
@@ -120,6 +121,12 @@ CUSTOMERS = Entity("customers", (
     Field(Column("contract_signed", Boolean, nullable=False, default=False)),
     Field(Column("last_year_settled", Boolean, nullable=False, default=False)),
     Field(Column("merged_into", String(36), index=True), merge=Merge.FIRST_WRITE),
+    Field(Column("secrecy", String(12), nullable=False, default=SECRECY_LEVELS[0])),
+    Field(Column("consent_marketing", Boolean, nullable=False, default=False)),
+    Field(Column("consent_sharing", Boolean, nullable=False, default=False)),
+    Field(Column("consent_at", UtcDateTime())),
+    Field(Column("relationship_ended_at", UtcDateTime())),
+    Field(Column("retention_until", UtcDateTime(), index=True)),
     Field(Column("preferences", String(2000))),
     Field(Column("notes", String(4000))),
     Field(Column("branch", String(16), index=True)),
@@ -278,7 +285,7 @@ ENTITIES: dict[str, Entity] = {
     e.table: e
     for e in (REGIONS, BRANCHES, DEPARTMENTS, USERS, CUSTOMERS, CONTACTS, CUSTOM_FIELDS,
               FIELD_HISTORY, CONFLICTS, CHANGE_REQUESTS, DATA_KEYS, DESTRUCTIONS,
-              READ_AUDIT, KEY_GRANTS, KEY_POLICIES, *WORK_ENTITIES)
+              READ_AUDIT, KEY_GRANTS, KEY_POLICIES, *WORK_ENTITIES, *GOVERNANCE_ENTITIES)
 }
 """Every replicated entity by table name."""
 

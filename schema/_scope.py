@@ -9,16 +9,19 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema._bulk import among
+from schema._governance import GOVERNANCE_BY_BRANCH, GOVERNANCE_CHILDREN
 from schema._tables import TABLES
 from schema._work import WORK_BY_BRANCH, WORK_CHILDREN, WORK_REFERENCE
 
 REFERENCE = frozenset({"regions", "branches", "departments", "custom_field_defs",
                        "key_policies"}) | WORK_REFERENCE
 """Published by HQ to every branch."""
-BY_BRANCH = frozenset({"customers", "users", "key_grants"}) | WORK_BY_BRANCH
+BY_BRANCH = (frozenset({"customers", "users", "key_grants"}) | WORK_BY_BRANCH
+             | GOVERNANCE_BY_BRANCH)
 """Rows that carry their branch themselves."""
-CHILDREN = frozenset({"contacts", "field_history", "conflicts", "change_requests",
+CHILDREN = (frozenset({"contacts", "field_history", "conflicts", "change_requests",
                       "data_keys", "destruction_records", "read_audit"}) | WORK_CHILDREN
+            | GOVERNANCE_CHILDREN)
 """Rows that belong to a customer (`customer_id`) and follow it."""
 HQ_ONLY_WRITES = REFERENCE | {"users", "key_grants"}
 """Tables only headquarters may change."""

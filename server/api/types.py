@@ -34,6 +34,7 @@ CustomValues = Annotated[dict[Annotated[str, Meta(max_length=64)], Any], Meta(ma
 CustomerType = Literal["person", "organisation"]
 Source = Literal["walk_in", "call", "own_development", "referral", "agency"]
 Lifecycle = Literal["potential", "new", "stable", "old", "lost"]
+Secrecy = Literal["ordinary", "top_secret"]
 CustomerClass = Annotated[str, Meta(max_length=32)]
 
 
@@ -232,6 +233,12 @@ class CustomerCreate(Struct, forbid_unknown_fields=True, kw_only=True):
     owner_id: Uuid | None = None
     registered_at: datetime | None = None
     custom: CustomValues = msgspec.field(default_factory=dict)
+    secrecy: Secrecy = "ordinary"
+    """`top_secret` (绝密): reading it outside one's scope needs the general manager."""
+    consent_marketing: bool = False
+    """The customer agreed to marketing (campaigns, marketing exports honour it)."""
+    consent_sharing: bool = False
+    """The customer agreed to their data being shared with third parties."""
     contacts: Annotated[list[ContactCreate], Meta(max_length=20)] = msgspec.field(
         default_factory=list
     )
@@ -268,6 +275,11 @@ class CustomerPatch(Struct, forbid_unknown_fields=True, kw_only=True):
     branch: Code | UnsetType | None = UNSET
     department: Short | UnsetType | None = UNSET
     custom: CustomValues | UnsetType = UNSET
+    secrecy: Secrecy | UnsetType = UNSET
+    consent_marketing: bool | UnsetType = UNSET
+    consent_sharing: bool | UnsetType = UNSET
+    relationship_ended_at: datetime | UnsetType | None = UNSET
+    """When the relationship ended; the archive is kept 10 years after it."""
 
 
 class CustomerOut(Struct, kw_only=True):
@@ -311,6 +323,13 @@ class CustomerOut(Struct, kw_only=True):
     filed_at: datetime | None = None
     filing_deadline: datetime | None = None
     """Filing (备案) is due by the end of the 5th working day after registration."""
+    secrecy: str = "ordinary"
+    consent_marketing: bool = False
+    consent_sharing: bool = False
+    consent_at: datetime | None = None
+    relationship_ended_at: datetime | None = None
+    retention_until: datetime | None = None
+    """The end of the retention period (10 years after the relationship ended)."""
     merged_ids: list[str] = msgspec.field(default_factory=list)
     """Customers merged into this archive; their contacts and records show here, and
     asking for one of them answers with this archive."""
