@@ -515,3 +515,7 @@ def status_cmd(data_dir: Path, as_json: bool) -> None:
 from server.cli_bundle import bundle  # noqa: E402  (it builds on the helpers above)
 
 main.add_command(bundle)
+
+from server.cli_reports import report  # noqa: E402
+
+main.add_command(report)
