@@ -519,3 +519,8 @@ main.add_command(bundle)
 from server.cli_reports import report  # noqa: E402
 
 main.add_command(report)
+
+from server.cli_transfer import export_group, import_group  # noqa: E402
+
+main.add_command(import_group)
+main.add_command(export_group)
