@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -19,6 +22,15 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+@cache
+def _head() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def upgrade(connection: Connection) -> None:
-    """Upgrade the database behind `connection` to the newest revision."""
+    """Upgrade the database behind `connection` to the newest revision. A database
+    already there is left alone without running Alembic's machinery (every node start
+    and every command opens the database)."""
+    if MigrationContext.configure(connection).get_current_revision() == _head():
+        return
     command.upgrade(alembic_config(connection), "head")

@@ -44,9 +44,11 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        node = app.state.node = await open_node(settings)
+        # From the app's state, not the closure: a test process builds the app once
+        # (registering ~300 handlers takes a second) and points it at each test's node.
+        node = app.state.node = await open_node(app.state.settings)
         tasks = [start_background_sync(node),
-                 start_key_jobs(node.db, node.node_id, settings.sync_interval_seconds),
+                 start_key_jobs(node.db, node.node_id, node.settings.sync_interval_seconds),
                  start_classification_schedule(node, CLASSIFY_EVERY_SECONDS),
                  start_report_schedule(node),
                  ] if background_sync else []
@@ -86,6 +88,7 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
         debug=False,
         logging_config=None,
     )
+    app.state.settings = settings
     app.state.throttle = LoginThrottle(settings.login_max_failures,
                                        settings.login_window_seconds)
     logging.getLogger("branchline").setLevel(logging.INFO)

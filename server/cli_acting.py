@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 __all__ = ["as_user", "run_as"]
 
-as_user = click.option(
+as_user: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
     "--as", "username", required=True, metavar="USERNAME",
     help="Who is acting; their password comes from BRANCHLINE_PASSWORD or stdin.")
 

@@ -6,22 +6,26 @@ than postgresql+asyncpg://postgres@127.0.0.1:5432/test.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import make_url
 
 from server.app import create_app
-from server.config import Settings, load_settings
+from server.config import Settings, load_settings, read_config, write_config
 from server.node import Node, init_node, open_node
 from server.services.principal import Principal
-from server.services.users import create_user
+from server.services.users import LoginThrottle, create_user
 
 PG_URL = os.environ.get("BRANCHLINE_TEST_PG_URL",
                         "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -61,21 +65,98 @@ async def database_url(backend: str) -> AsyncIterator[str | None]:
         await admin.close()
 
 
+_TEMPLATES: dict[str, tuple[Path, str | None]] = {}
+"""Per test process and backend: an initialised HQ (data and key directories) and, for
+PostgreSQL, its database, which each test's database is cloned from."""
+
+
+async def _create_database(name: str, template: str | None = None) -> str:
+    try:
+        admin = await asyncpg.connect(_dsn(PG_URL), timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL at {PG_URL} is required for the test suite: {exc}")
+    try:
+        clone = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{clone}')
+    finally:
+        await admin.close()
+    return str(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
+
+
+async def _drop_database(name: str) -> None:
+    admin = await asyncpg.connect(_dsn(PG_URL), timeout=5)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def _template(backend: str, factory: pytest.TempPathFactory) -> tuple[Path, str | None]:
+    """`init hq` once per process and backend (migrations, keys, admin user take about a
+    second); tests copy the result. `test_cli` and `test_storage` cover `init` itself."""
+    if backend not in _TEMPLATES:
+        root = factory.mktemp(f"hq-template-{backend}")
+        name = f"bl_tmpl_{uuid.uuid4().hex[:12]}" if backend == "postgresql" else None
+        url = await _create_database(name) if name else None
+        env = {"BRANCHLINE_ADMIN_PASSWORD": ADMIN_PASSWORD, "XDG_CONFIG_HOME": str(root / "cfg")}
+        node, _ = await init_node(root / "data", role="hq", name="测试总部", environ=env,
+                                  key_file=root / "keys" / "hq.key", database_url=url)
+        await node.close()
+        _TEMPLATES[backend] = (root, name)
+    return _TEMPLATES[backend]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_templates() -> Iterator[None]:
+    yield
+    for _, name in _TEMPLATES.values():
+        if name:
+            asyncio.run(_drop_database(name))
+
+
 @pytest.fixture
-async def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    """A freshly initialised HQ node (closed again); its admin password is ADMIN_PASSWORD."""
+async def settings(tmp_path: Path, backend: str, tmp_path_factory: pytest.TempPathFactory
+                   ) -> AsyncIterator[Settings]:
+    """A freshly initialised HQ node (closed again); its admin password is ADMIN_PASSWORD.
+    A copy of this process's template node: its own data directory, keys and database."""
+    root, template = await _template(backend, tmp_path_factory)
+    shutil.copytree(root / "data", tmp_path / "data")
+    config = read_config(tmp_path / "data")
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+
+    def own_copy(path: str | None) -> str | None:
+        if path is None:
+            return None
+        return str(shutil.copy2(path, keys / Path(path).name))
+
+    name = f"bl_test_{uuid.uuid4().hex[:12]}" if template else None
+    url = await _create_database(name, template) if name else None
+    write_config(tmp_path / "data", msgspec.structs.replace(
+        config, database_url=url, key_file=own_copy(config.key_file),
+        root_key_file=own_copy(config.root_key_file)))
     env = {"BRANCHLINE_ADMIN_PASSWORD": ADMIN_PASSWORD, "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
-    node, _ = await init_node(tmp_path / "data", role="hq", name="测试总部", environ=env,
-                              key_file=tmp_path / "keys" / "hq.key", database_url=database_url)
-    await node.close()
-    return load_settings(tmp_path / "data", env)
+    yield load_settings(tmp_path / "data", env)
+    if name:
+        await _drop_database(name)
 
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
     """An HTTP client on the node's app (the node opens in the app's lifespan)."""
-    async with AsyncTestClient(app=create_app(settings)) as c:
+    app = _apps.get(settings.max_body_bytes)
+    if app is None:
+        app = _apps[settings.max_body_bytes] = create_app(settings)
+    app.state.settings = settings
+    app.state.throttle = LoginThrottle(settings.login_max_failures,
+                                       settings.login_window_seconds)
+    async with AsyncTestClient(app=app) as c:
         yield c
+
+
+_apps: dict[int, Litestar] = {}
+"""One app per test process (building it registers every handler: about a second),
+pointed at each test's node and given a fresh login throttle."""
 
 
 @pytest.fixture
