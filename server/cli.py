@@ -524,3 +524,7 @@ from server.cli_transfer import export_group, import_group  # noqa: E402
 
 main.add_command(import_group)
 main.add_command(export_group)
+
+from server.cli_analytics import analytics  # noqa: E402
+
+main.add_command(analytics)
