@@ -5,15 +5,13 @@ with the same checks, masks, consent rules and audit entries as the HTTP API."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import click
 
-from server import cli_acting
 from server.cli import Group
-from server.cli_acting import run_as
+from server.cli_acting import as_user, run_as
 from server.node import Node
 from server.services.principal import Principal
 
@@ -21,9 +19,6 @@ DataDir = click.Path(file_okay=False, path_type=Path)
 data_option = click.option("--data", "data_dir", type=DataDir, required=True,
                            help="The node's data directory.")
 Formats = click.Choice(["csv", "xlsx"])
-F = TypeVar("F")
-# Typed here: server.cli imports this module, so mypy meets cli_acting mid-cycle.
-as_user = cast("Callable[[F], F]", cli_acting.as_user)  # type: ignore[has-type]
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -301,3 +301,22 @@ async def test_cli_import_dry_run_exits_1_on_row_errors_and_commit_then_export(
     assert "Exported 1 customers" in exported.stdout and "masked" in exported.stdout
     assert b"13300000001" not in out.read_bytes()
     assert _table(out.read_bytes())[0]["手机"] == "133****0001"
+
+
+async def test_a_report_exports_as_csv_with_one_row_per_branch_and_the_total(
+        client: Client, node: Node, org: None) -> None:
+    await add_user(node, "gm", "general_manager")
+    gm = await login(client, "gm")
+    r = await client.get(f"{EXPORT.rsplit('/', 1)[0]}/reports/complaints", headers=gm,
+                         params={"period": "2026-01", "format": "csv"})
+    assert r.status_code == 200, r.text
+    table = _table(r.content)
+    assert table[-1]["branch"] == "合计" and "branch" in table[0]
+    async with node.db.read() as conn:
+        log = TABLES["audit_log"]
+        detail = (await conn.execute(select(log.c.detail).where(log.c.action == "export"))
+                  ).scalar_one()
+    assert (detail["subject"], detail["count"]) == ("report-complaints-2026-01", len(table))
+    r = await client.get(f"{EXPORT.rsplit('/', 1)[0]}/reports/nope", headers=gm,
+                         params={"period": "2026-01"})
+    assert r.status_code == 422

@@ -54,7 +54,7 @@ _ILLEGAL = re.compile(r"[\000-\010\013\014\016-\037]")
 _NUMBER = re.compile(r"^[+-][\d\s().*-]*$")
 
 __all__ = ["MEDIA", "PURPOSES", "Export", "csv_chunks", "export_customers", "export_rows",
-           "write_rows"]
+           "table_of", "write_rows"]
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,23 @@ async def export_customers(node: Node, p: Principal, *, fmt: str, purpose: str,
     return Export(content=content, media_type=MEDIA[fmt],
                   filename=_filename("customers", fmt), count=len(lines),
                   plaintext=bool(reads))
+
+
+def table_of(items: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows of a list of dicts (a report's entries): nested dicts become
+    `outer.inner` columns, in the order the keys first appear."""
+    def flat(item: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in item.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    flats = [flat(item) for item in items]
+    columns = list(dict.fromkeys(k for f in flats for k in f))
+    return columns, [[f.get(c) for c in columns] for f in flats]
 
 
 async def export_rows(node: Node, p: Principal, *, subject: str, columns: Sequence[str],
