@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
 from server.api import accounts, analytics, care, registration, service_desk
+from server.api import audit as audit_api
 from server.api import reports as reports_api
 from server.api import transfer as transfer_api
 from server.api.admin import CustomFieldController, OrgController, UserController, health, me
@@ -72,6 +73,7 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
             CustomFieldController, ConflictController, sync_health, sync_pull, sync_push,
             *registration.ROUTES, *service_desk.ROUTES, *care.ROUTES, *accounts.ROUTES,
             *analytics.ROUTES,
+            *audit_api.ROUTES,
             *reports_api.ROUTES,
             *transfer_api.ROUTES,
             create_static_files_router(path="/", directories=[STATIC], html_mode=True,

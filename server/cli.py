@@ -516,6 +516,10 @@ from server.cli_bundle import bundle  # noqa: E402  (it builds on the helpers ab
 
 main.add_command(bundle)
 
+from server.cli_audit import audit  # noqa: E402
+
+main.add_command(audit)
+
 from server.cli_reports import report  # noqa: E402
 
 main.add_command(report)

@@ -41,6 +41,7 @@ from schema._produce import parse_cursor
 from schema._uow import customer_of
 from server.errors import NodeError
 from server.keys import CLASSES, _label, grant_id, grants_for, record_grants
+from server.services import audit
 
 BATCH = 500
 log = logging.getLogger("branchline.keys")
@@ -59,6 +60,9 @@ async def set_policy(db: Database, *, hq_node_id: str, kind: str, name: str,
                                               "classes": value})
         else:
             await uow.update("key_policies", pid, {"classes": value})
+        await audit.append_for(uow, hq_node_id, None, "key_policy_changed",
+                               object_table="key_policies", object_id=pid,
+                               detail={"kind": kind, "name": name, "classes": value})
     if db.vault is not None:
         async with db.read() as conn:
             await db.vault.refresh_policy(conn)
@@ -144,6 +148,8 @@ async def retire_step(db: Database, hq_node_id: str) -> list[str]:
                 select(grants.c.id).where(grants.c.label.in_(labels)))]
             for gid in stale:
                 await uow.delete("key_grants", gid)
+            await audit.append_for(uow, hq_node_id, None, "key_retired",
+                                   detail={"class": cls, "versions": sorted(old)})
         for v in old:
             del vault.class_keys[cls][v]
         retired += labels

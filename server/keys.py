@@ -28,6 +28,7 @@ from crypto import (
 )
 from schema import KEY_CLASSES, TABLES, ClassPolicy, Database, Vault, load_policy, node_meta, nodes
 from server.errors import NodeError
+from server.services import audit
 
 GRANT_NS = uuid.UUID("9d3f1a52-2c1e-4b8e-9a41-5f7c0b6e8d23")
 
@@ -216,5 +217,9 @@ async def rotate(db: Database, *, hq_node_id: str, root_key: bytes, cls: str) ->
     for holder in holders:
         await record_grants(db, hq_node_id, holder.node_id, holder.branch,
                             {label: wrap_to(holder.box_public_key, key, label=label)})
+    async with db.write(hq_node_id, None) as uow:
+        await audit.append_for(uow, hq_node_id, None, "key_rotated",
+                               detail={"class": cls, "version": version,
+                                       "nodes_granted": len(holders)})
     return {"class": cls, "version": version, "nodes_granted": len(holders),
             "to_retire": old}

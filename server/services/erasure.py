@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from schema import SENSITIVE, TABLES, data_key_id, utcnow
 from server.node import Node
+from server.services import audit
 from server.services.errors import FieldError, ForbiddenError, NotFoundError
 
 REVIEWERS = frozenset({"dept_manager"})
@@ -65,5 +66,12 @@ async def erase_customer(node: Node, customer_id: str, *, reviewed_by: str, appr
             "reviewed_by": reviewer["id"], "approved_by": approver["id"],
             "erased_by": actor_id, "node_id": node.node_id, "erased_at": utcnow(),
             "fields": sorted(erased)})
+        actor = None if actor_id is None else await uow.get("users", actor_id)
+        await audit.append(uow, node, None, "erasure", actor_id=actor_id,
+                           actor_name=actor["username"] if actor else None,
+                           object_table="destruction_records", object_id=record["id"],
+                           customer_id=customer_id,
+                           detail={"fields": sorted(erased), "reviewed_by": reviewer["id"],
+                                   "approved_by": approver["id"]})
     await node.db.purge_freed()
     return record

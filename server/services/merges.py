@@ -37,6 +37,7 @@ from schema import (
 )
 from schema._uow import jsonable
 from server.node import Node
+from server.services import audit as _audit
 from server.services.errors import ConflictError, FieldError, ForbiddenError
 from server.services.principal import Principal
 from server.services.records import (
@@ -310,6 +311,10 @@ async def merge_customers(node: Node, p: Principal, survivor: str, absorbed: str
         if gone["branch"] != kept["branch"] and not p.hq_wide:
             raise ForbiddenError("only headquarters merges customers of different branches")
         await absorb(uow, kept, gone, How(reason, p.id, node.node_id, utcnow(), False))
+        await _audit.append(uow, node, p, "merge", object_table="customers",
+                            object_id=gone["id"], customer_id=kept["id"],
+                            detail={"survivor_id": kept["id"], "absorbed_id": gone["id"],
+                                    "reason": reason})
         return str(kept["id"])
 
 

@@ -14,7 +14,7 @@ from schema import TABLES, new_id, nodes, utcnow
 from server.errors import AuthError, ForbiddenError, NodeError
 from server.keys import CLASSES, grants_for, record_grants, revoke_grants
 from server.node import Node
-from server.services import org
+from server.services import audit, org
 from server.services.bundles import own_box_public
 
 
@@ -53,6 +53,9 @@ async def add_branch(node: Node, *, code: str, name: str, out: Path, passphrase:
             "enrolled_at": utcnow()}])
     async with node.db.write(node.node_id, None) as uow:
         await uow.update("branches", existing["id"], {"node_id": node_id})
+        await audit.append(uow, node, None, "node_enrolled", object_table="nodes",
+                           object_id=node_id, detail={"branch": existing["code"],
+                                                      "classes": sorted(classes)})
     # The same grants replicate to the branch, so later key versions can follow them.
     await record_grants(node.db, node.node_id, node_id, existing["code"], grants)
     write_enrolment(out, Enrolment(
@@ -81,6 +84,8 @@ async def revoke(node: Node, *, node_id: str | None, branch: str | None, reason:
         await conn.execute(update(nodes).where(nodes.c.id == row.id).values(
             revoked_at=utcnow(), revoked_reason=reason))
     await revoke_grants(node.db, node.node_id, str(row.id))  # no new key reaches it
+    await audit.log(node, None, "node_revoked", object_table="nodes", object_id=str(row.id),
+                    detail={"branch": row.branch, "reason": reason[:200]})
     return str(row.id)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from crypto import TokenError, dummy_hash, hash_password, verify_password
 from schema import ROLES, TABLES
 from server.node import Node
+from server.services import audit
 from server.services.errors import (
     AuthError,
     ConflictError,
@@ -53,11 +54,15 @@ async def create_user(
             found = await uow.conn.execute(select(branches.c.id).where(branches.c.code == branch))
             if found.first() is None:
                 raise FieldError("branch", f"no branch {branch!r}")
-        return await uow.insert("users", {
+        row = await uow.insert("users", {
             "username": username, "display_name": display_name or username,
             "password_hash": password_hash, "role": role, "branch": branch,
             "department": department, "active": True, "token_version": 0,
         })
+        await audit.append(uow, node, actor, "user_created", object_table="users",
+                           object_id=row["id"], detail={"username": username, "role": role,
+                                                        "branch": branch})
+        return row
 
 
 async def list_users(node: Node, actor: Principal) -> list[dict[str, Any]]:
@@ -113,8 +118,17 @@ async def login(node: Node, throttle: LoginThrottle, username: str, password: st
     )
     if row is None or not ok or not row["active"]:
         throttle.fail(keys, now)
+        # Refusals by the throttle above are not logged, so a guessing attack writes at
+        # most max_failures entries per window. Never the password, not even its length.
+        reason = "unknown_user" if row is None else "inactive" if ok else "wrong_password"
+        await audit.log(node, None, "login_failed", actor_id=row["id"] if row else None,
+                        actor_name=username.strip().lower()[:64],
+                        detail={"username": username.strip().lower()[:64],
+                                "client": client[:64], "reason": reason})
         raise AuthError("wrong username or password")
     throttle.succeed(keys[0])
+    await audit.log(node, Principal.from_row(row), "login", object_table="users",
+                    object_id=row["id"], detail={"client": client[:64]})
     expires_at = int(now) + node.settings.token_ttl_seconds
     token = node.signer.issue(row["id"], row["token_version"], expires_at)
     return token, expires_at, dict(row)
