@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import Select, Text, cast, select
+from sqlalchemy import Select, Text, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crypto import is_token
@@ -26,10 +26,10 @@ from schema import (
     working_deadline,
 )
 from server.node import Node
-from server.services import audit as _audit
 from server.services import records
 from server.services.custom_fields import active_fields, check_custom
 from server.services.errors import FieldError, ForbiddenError, NotFoundError
+from server.services.grants import granted_customers
 from server.services.principal import Principal
 from server.services.scope import customer_scope, in_scope, require_editor
 
@@ -129,7 +129,6 @@ async def _log_reads(node: Node, p: Principal, audit: list[dict[str, Any]]) -> N
     if audit:
         async with node.db.write(node.node_id, p.id) as uow:
             await uow.insert_many("read_audit", audit)
-            await _audit.append(uow, node, p, "view", **_audit.view_fields(audit))
 
 
 def _blind(node: Node, table: str, column: str, normalised: str) -> str:
@@ -162,6 +161,15 @@ async def _add_contact(uow: UnitOfWork, customer_id: str, values: dict[str, Any]
     return await uow.insert("contacts", {**_normalise(values), "customer_id": customer_id})
 
 
+SECRECY_SETTERS = frozenset({"general_manager", "archive_clerk"})
+"""Roles that may mark an archive top secret (绝密) or lift the mark (domain.md §9)."""
+
+
+def _check_secrecy(p: Principal, values: dict[str, Any]) -> None:
+    if "secrecy" in values and p.role not in SECRECY_SETTERS:
+        raise ForbiddenError("only the general manager or an archive clerk sets secrecy")
+
+
 def _prepare(p: Principal, values: dict[str, Any], *, assigned_owner: str | None = None
              ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Normalised values and custom fields of a new customer, owned and placed per the
@@ -169,6 +177,7 @@ def _prepare(p: Principal, values: dict[str, Any], *, assigned_owner: str | None
     asked to go to the referring rep): it stands even when the caller could not pick it,
     and the new customer may then be outside what the caller sees."""
     values = _normalise(values)
+    _check_secrecy(p, {k: v for k, v in values.items() if k != "secrecy" or v != "ordinary"})
     custom = values.pop("custom", None) or {}
     if assigned_owner is not None:
         values["owner_id"] = assigned_owner
@@ -242,11 +251,12 @@ async def insert_prepared(uow: UnitOfWork, node: Node, p: Principal,
     return [{**row, "contacts": by_customer.get(row["id"], [])} for row in shown]
 
 
-async def _archive(conn: AsyncConnection, p: Principal, customer_id: str
-                   ) -> tuple[dict[str, Any], list[str]]:
+async def _archive(conn: AsyncConnection, p: Principal, customer_id: str,
+                   reading: bool = False) -> tuple[dict[str, Any], list[str]]:
     """The archive `customer_id` stands for (the survivor, if it was merged away) as `p`
-    may see it, and the ids whose child rows it shows (itself and the absorbed)."""
-    row = await records.visible_customer(conn, p, customer_id)
+    may see it, and the ids whose child rows it shows (itself and the absorbed).
+    `reading`: a view grant in force (domain.md §9) admits it too."""
+    row = await records.visible_customer(conn, p, customer_id, reading=reading)
     return row, await records.customer_group(conn, row["id"])
 
 
@@ -255,7 +265,7 @@ async def get_customer(node: Node, p: Principal, customer_id: str) -> dict[str, 
     with the surviving archive; `merged_ids` names the archives merged into it, whose
     contacts it shows too."""
     async with node.db.read() as conn:
-        row, group = await _archive(conn, p, customer_id)
+        row, group = await _archive(conn, p, customer_id, reading=True)
         found = await conn.execute(select(contacts).where(contacts.c.customer_id.in_(group))
                                    .order_by(contacts.c.id))
         audit: list[dict[str, Any]] = []
@@ -272,6 +282,7 @@ async def update_customer(node: Node, p: Principal, customer_id: str,
     """Change fields of a customer archive; each change lands in its field history."""
     require_editor(p)
     changes = _normalise(changes)
+    _check_secrecy(p, changes)
     if "branch" in changes and not p.hq_wide:
         raise ForbiddenError("only headquarters moves customers between branches")
     async with node.db.write(node.node_id, p.id) as uow:
@@ -322,7 +333,8 @@ async def list_customers(node: Node, p: Principal, filters: dict[str, Any], q: s
                          ) -> tuple[list[dict[str, Any]], str | None]:
     """Customers visible to `p`, newest first, filtered and searched."""
     # Merged-away customers are not listed: their survivor stands for them.
-    query = select(customers).where(customer_scope(p), customers.c.merged_into.is_(None))
+    query = select(customers).where(or_(customer_scope(p), granted_customers(p)),
+                                    customers.c.merged_into.is_(None))
     exact: dict[str, str] = {}
     for key, value in filters.items():
         if value is None:
@@ -393,7 +405,7 @@ async def customer_history(node: Node, p: Principal, customer_id: str, cursor: s
 async def list_contacts(node: Node, p: Principal, customer_id: str) -> list[dict[str, Any]]:
     """The contacts of a visible customer, with those of customers merged into it."""
     async with node.db.read() as conn:
-        _, group = await _archive(conn, p, customer_id)
+        _, group = await _archive(conn, p, customer_id, reading=True)
         found = await conn.execute(select(contacts).where(contacts.c.customer_id.in_(group))
                                    .order_by(contacts.c.id))
         audit: list[dict[str, Any]] = []

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, select
+from sqlalchemy import ColumnElement, Select, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema import TABLES, new_id, utcnow
 from server.node import Node
 from server.services import customers as _customers
 from server.services.errors import NotFoundError
+from server.services.grants import granted_customers
 from server.services.principal import Principal
 from server.services.scope import customer_scope
 
@@ -70,13 +71,16 @@ async def group_clause(conn: AsyncConnection, p: Principal, column: Any, custome
 
 
 async def visible_customer(conn: AsyncConnection, p: Principal, customer_id: str,
-                           *, follow_merges: bool = True) -> dict[str, Any]:
+                           *, follow_merges: bool = True, reading: bool = False
+                           ) -> dict[str, Any]:
     """The customer row `p` may see (the survivor if `customer_id` was merged away);
-    NotFoundError (404) if it does not exist here or is not visible to `p`."""
+    NotFoundError (404) if it does not exist here or is not visible to `p`. `reading`
+    also admits archives `p` holds a view grant in force for (writes never do)."""
     if follow_merges:
         customer_id = await survivor_id(conn, customer_id)
+    visible = or_(customer_scope(p), granted_customers(p)) if reading else customer_scope(p)
     row = (await conn.execute(select(customers).where(customers.c.id == customer_id,
-                                                      customer_scope(p)))).mappings().first()
+                                                      visible))).mappings().first()
     if row is None:
         raise NotFoundError("customer not found")
     return dict(row)
