@@ -17,6 +17,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
 from server.api import access, accounts, analytics, care, registration, service_desk
+from server.api import audit as audit_api
+from server.api import reports as reports_api
+from server.api import transfer as transfer_api
 from server.api.admin import CustomFieldController, OrgController, UserController, health, me
 from server.api.auth import BearerAuth, login
 from server.api.conflicts import ConflictController, sync_health
@@ -28,6 +31,7 @@ from server.config import Settings
 from server.key_jobs import start_key_jobs
 from server.node import VERSION, Node, open_node
 from server.services.classification import start_classification_schedule
+from server.services.reports import start_report_schedule
 from server.services.upstream import start_background_sync
 from server.services.users import LoginThrottle
 
@@ -41,10 +45,13 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        node = app.state.node = await open_node(settings)
+        # From the app's state, not the closure: a test process builds the app once
+        # (registering ~300 handlers takes a second) and points it at each test's node.
+        node = app.state.node = await open_node(app.state.settings)
         tasks = [start_background_sync(node),
-                 start_key_jobs(node.db, node.node_id, settings.sync_interval_seconds),
+                 start_key_jobs(node.db, node.node_id, node.settings.sync_interval_seconds),
                  start_classification_schedule(node, CLASSIFY_EVERY_SECONDS),
+                 start_report_schedule(node),
                  ] if background_sync else []
         try:
             yield
@@ -66,6 +73,9 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
             CustomFieldController, ConflictController, sync_health, sync_pull, sync_push,
             *registration.ROUTES, *service_desk.ROUTES, *care.ROUTES, *accounts.ROUTES,
             *analytics.ROUTES, *access.ROUTES,
+            *audit_api.ROUTES,
+            *reports_api.ROUTES,
+            *transfer_api.ROUTES,
             create_static_files_router(path="/", directories=[STATIC], html_mode=True,
                                        opt={"exclude_from_auth": True},
                                        include_in_schema=False),
@@ -80,6 +90,7 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
         debug=False,
         logging_config=None,
     )
+    app.state.settings = settings
     app.state.throttle = LoginThrottle(settings.login_max_failures,
                                        settings.login_window_seconds)
     logging.getLogger("branchline").setLevel(logging.INFO)

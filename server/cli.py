@@ -519,3 +519,20 @@ main.add_command(bundle)
 from server.cli_access import access  # noqa: E402
 
 main.add_command(access)
+
+from server.cli_audit import audit  # noqa: E402
+
+main.add_command(audit)
+
+from server.cli_reports import report  # noqa: E402
+
+main.add_command(report)
+
+from server.cli_transfer import export_group, import_group  # noqa: E402
+
+main.add_command(import_group)
+main.add_command(export_group)
+
+from server.cli_analytics import analytics  # noqa: E402
+
+main.add_command(analytics)

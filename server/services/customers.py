@@ -26,6 +26,7 @@ from schema import (
     working_deadline,
 )
 from server.node import Node
+from server.services import audit as _audit
 from server.services import records
 from server.services.custom_fields import active_fields, check_custom
 from server.services.errors import FieldError, ForbiddenError, NotFoundError
@@ -129,6 +130,7 @@ async def _log_reads(node: Node, p: Principal, audit: list[dict[str, Any]]) -> N
     if audit:
         async with node.db.write(node.node_id, p.id) as uow:
             await uow.insert_many("read_audit", audit)
+            await _audit.append(uow, node, p, "view", **_audit.view_fields(audit))
 
 
 def _blind(node: Node, table: str, column: str, normalised: str) -> str:
