@@ -19,6 +19,7 @@ from litestar.static_files import create_static_files_router
 from server.api import access, accounts, analytics, care, registration, service_desk
 from server.api import audit as audit_api
 from server.api import reports as reports_api
+from server.api import retention as retention_api
 from server.api import transfer as transfer_api
 from server.api.admin import CustomFieldController, OrgController, UserController, health, me
 from server.api.auth import BearerAuth, login
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
             *registration.ROUTES, *service_desk.ROUTES, *care.ROUTES, *accounts.ROUTES,
             *analytics.ROUTES, *access.ROUTES,
             *audit_api.ROUTES,
+            *retention_api.ROUTES,
             *reports_api.ROUTES,
             *transfer_api.ROUTES,
             create_static_files_router(path="/", directories=[STATIC], html_mode=True,

@@ -524,6 +524,11 @@ from server.cli_audit import audit  # noqa: E402
 
 main.add_command(audit)
 
+from server.cli_retention import retention, subject_export_cmd  # noqa: E402
+
+main.add_command(retention)
+customer.add_command(subject_export_cmd)
+
 from server.cli_reports import report  # noqa: E402
 
 main.add_command(report)

@@ -28,6 +28,7 @@ from schema import (
 from server.node import Node
 from server.services import audit as _audit
 from server.services import records
+from server.services import retention as _retention
 from server.services.custom_fields import active_fields, check_custom
 from server.services.errors import FieldError, ForbiddenError, NotFoundError
 from server.services.grants import granted_customers
@@ -180,6 +181,7 @@ def _prepare(p: Principal, values: dict[str, Any], *, assigned_owner: str | None
     and the new customer may then be outside what the caller sees."""
     values = _normalise(values)
     _check_secrecy(p, {k: v for k, v in values.items() if k != "secrecy" or v != "ordinary"})
+    values.update(_retention.derived(None, values))  # retention end, consent time
     custom = values.pop("custom", None) or {}
     if assigned_owner is not None:
         values["owner_id"] = assigned_owner
@@ -290,6 +292,7 @@ async def update_customer(node: Node, p: Principal, customer_id: str,
     async with node.db.write(node.node_id, p.id) as uow:
         # An edit of a merged-away customer goes to the archive that absorbed it.
         old = await records.visible_customer(uow.conn, p, customer_id)
+        changes.update(_retention.derived(old, changes))  # retention end, consent time
         if "custom" in changes:
             checked = check_custom(await active_fields(uow.conn, "customer"),
                                    changes["custom"] or {}, creating=False)
