@@ -230,14 +230,16 @@ def snapshot(data: Path, key_file: Path) -> dict[str, dict[str, Any]]:
 
 def scoped(rows: dict[str, dict[str, Any]], branch: str) -> dict[str, dict[str, Any]]:
     """HQ's rows restricted to what a branch holds (SPEC 9)."""
+    from schema._scope import BY_BRANCH
+
     owners = {v["id"]: v["branch"] for k, v in rows.items() if k.startswith("customers/")}
     out = {}
     for key, row in rows.items():
         tbl = key.split("/", 1)[0]
-        if tbl in ("customers", "users", "key_grants") and row["branch"] != branch:
-            continue
-        if "customer_id" in row and tbl != "customers" and owners.get(
-                row["customer_id"] or "") != branch:
+        if tbl in BY_BRANCH:  # rows that carry their branch (customers, users, audit…)
+            if row["branch"] != branch:
+                continue
+        elif "customer_id" in row and owners.get(row["customer_id"] or "") != branch:
             continue
         out[key] = row
     return out
