@@ -163,12 +163,21 @@ async def seed_work(node: Node, rng: random.Random, users: dict[str, Principal]
     """Everyday customer work on the demo customers, every workflow of domain.md §3-§8:
     registration, collisions and merges, handover; purchases, points and credit;
     complaints and service tickets; then classification (which reads the purchases and
-    complaints), visits, care and reception expenses. Returns counts by area and kind."""
-    from server import demo_accounts, demo_care, demo_registration, demo_service_desk
+    complaints), visits, care and reception expenses; then governance (consents, access
+    requests, retention and destruction, an issued report). Returns counts by area and
+    kind."""
+    from server import (
+        demo_accounts,
+        demo_care,
+        demo_governance,
+        demo_registration,
+        demo_service_desk,
+    )
 
     return {area: await module.seed(node, rng, users) for area, module in (
         ("registration", demo_registration), ("accounts", demo_accounts),
-        ("service_desk", demo_service_desk), ("care", demo_care))}
+        ("service_desk", demo_service_desk), ("care", demo_care),
+        ("governance", demo_governance))}
 
 
 async def _logins(node: Node) -> list[tuple[str, str, str | None]]:

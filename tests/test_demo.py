@@ -13,7 +13,8 @@ from server.node import open_node
 
 WORK_TABLES = ("customer_merges", "handovers", "notices", "class_schemes", "class_overrides",
                "class_changes", "visit_plans", "visits", "complaints", "price_items", "tickets",
-               "purchases", "point_entries", "credit_requests", "reception_expenses")
+               "purchases", "point_entries", "credit_requests", "reception_expenses",
+               "access_requests", "audit_log", "destruction_requests", "reports")
 
 
 async def test_demo_data_exercises_every_customer_workflow(tmp_path: Path) -> None:
