@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 
 from server.api import access, accounts, analytics, care, registration, service_desk
 from server.api import audit as audit_api
+from server.api import devices as devices_api
 from server.api import reports as reports_api
 from server.api import retention as retention_api
 from server.api import transfer as transfer_api
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
             *retention_api.ROUTES,
             *reports_api.ROUTES,
             *transfer_api.ROUTES,
+            *devices_api.ROUTES,
             create_static_files_router(path="/", directories=[STATIC], html_mode=True,
                                        opt={"exclude_from_auth": True},
                                        include_in_schema=False),

@@ -18,13 +18,15 @@ from sync import PullRequest, PushRequest, compress, decode, decompress, encode
 MEDIA = "application/msgpack"
 
 
-def _signed(node: Node, message: bytes, status: int = 200) -> Response[bytes]:
+def _signed(node: Node, message: bytes, status: int = 200, *, identity: bool = False
+            ) -> Response[bytes]:
     # Compressed here rather than by HTTP content-encoding so the signature covers
-    # exactly the bytes on the wire.
-    body = compress(message)
+    # exactly the bytes on the wire. Browsers have no zstd: a device asking for
+    # `identity` gets the plain MessagePack (SPEC §20).
+    body = message if identity else compress(message)
     millis = int(time.time() * 1000)
     return Response(body, status_code=status, media_type=MEDIA, headers={
-        "x-branchline-encoding": "zstd",
+        "x-branchline-encoding": "identity" if identity else "zstd",
         "x-branchline-time": str(millis),
         "x-branchline-signature": node.key.sign(
             response_message(status, node.node_id, millis, body)),
@@ -43,6 +45,10 @@ async def _message(request: Request[Any, Any, Any], node: Node) -> tuple[dict[st
         raise sync_service.ProtocolError(f"malformed message: {exc}") from None
 
 
+def _identity(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("x-branchline-accept-encoding", "").strip() == "identity"
+
+
 @post("/sync/v1/pull", exclude_from_auth=True, tags=["sync"], status_code=200,
        request_max_body_size=1024 * 1024)
 async def pull(request: Request[Any, Any, Any], node: NamedDependency[Node]) -> Response[bytes]:
@@ -50,7 +56,8 @@ async def pull(request: Request[Any, Any, Any], node: NamedDependency[Node]) -> 
     peer, message = await _message(request, node)
     if not isinstance(message, PullRequest):
         raise sync_service.ProtocolError("expected a pull request")
-    return _signed(node, encode(await sync_service.pull(node, peer, message)))
+    return _signed(node, encode(await sync_service.pull(node, peer, message)),
+                   identity=_identity(request))
 
 
 @post("/sync/v1/push", exclude_from_auth=True, tags=["sync"], status_code=200,
@@ -60,4 +67,5 @@ async def push(request: Request[Any, Any, Any], node: NamedDependency[Node]) -> 
     peer, message = await _message(request, node)
     if not isinstance(message, PushRequest):
         raise sync_service.ProtocolError("expected a push request")
-    return _signed(node, encode(await sync_service.push(node, peer, message)))
+    return _signed(node, encode(await sync_service.push(node, peer, message)),
+                   identity=_identity(request))

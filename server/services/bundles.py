@@ -67,7 +67,7 @@ async def resolve_peer(node: Node, to: str) -> str:
         return node.hq_node_id
     async with node.db.read() as conn:
         rows = (await conn.execute(select(nodes.c.id).where(
-            (nodes.c.id == to) | ((nodes.c.branch == to.upper())
+            (nodes.c.id == to) | ((nodes.c.branch == to.upper()) & (nodes.c.kind == "branch")
                                   & nodes.c.revoked_at.is_(None))))).all()
     if not rows or (len(rows) > 1):
         raise NodeError(f"no single enrolled node {to!r} (give a branch code or node id)")

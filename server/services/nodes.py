@@ -16,6 +16,7 @@ from server.keys import CLASSES, grants_for, record_grants, revoke_grants
 from server.node import Node
 from server.services import audit, org
 from server.services.bundles import own_box_public
+from server.services.principal import Principal
 
 
 async def add_branch(node: Node, *, code: str, name: str, out: Path, passphrase: str,
@@ -36,7 +37,8 @@ async def add_branch(node: Node, *, code: str, name: str, out: Path, passphrase:
                  ).mappings().first()
         existing: dict[str, Any] | None = dict(found) if found else None
         enrolled = (await conn.execute(select(nodes.c.id).where(
-            nodes.c.branch == code.upper(), nodes.c.revoked_at.is_(None)))).first()
+            nodes.c.branch == code.upper(), nodes.c.kind == "branch",
+            nodes.c.revoked_at.is_(None)))).first()
     if enrolled is not None:
         raise NodeError(f"branch {code.upper()} already has an enrolled node; revoke it first")
     if existing is None:
@@ -67,14 +69,14 @@ async def add_branch(node: Node, *, code: str, name: str, out: Path, passphrase:
     return {"node_id": node_id, "branch": existing["code"]}
 
 
-async def revoke(node: Node, *, node_id: str | None, branch: str | None, reason: str
-                 ) -> str:
+async def revoke(node: Node, *, node_id: str | None, branch: str | None, reason: str,
+                 principal: Principal | None = None, action: str = "node_revoked") -> str:
     """Revoke a node: its requests and changes are refused from now on."""
     query = select(nodes).where(nodes.c.revoked_at.is_(None), nodes.c.id != node.node_id)
     if node_id:
         query = query.where(nodes.c.id == node_id)
-    elif branch:
-        query = query.where(nodes.c.branch == branch.upper())
+    elif branch:  # the branch's node, not one of its users' devices
+        query = query.where(nodes.c.branch == branch.upper(), nodes.c.kind == "branch")
     else:
         raise NodeError("name a node id or a branch code")
     async with node.db.admin() as conn:
@@ -84,7 +86,7 @@ async def revoke(node: Node, *, node_id: str | None, branch: str | None, reason:
         await conn.execute(update(nodes).where(nodes.c.id == row.id).values(
             revoked_at=utcnow(), revoked_reason=reason))
     await revoke_grants(node.db, node.node_id, str(row.id))  # no new key reaches it
-    await audit.log(node, None, "node_revoked", object_table="nodes", object_id=str(row.id),
+    await audit.log(node, principal, action, object_table="nodes", object_id=str(row.id),
                     detail={"branch": row.branch, "reason": reason[:200]})
     return str(row.id)
 

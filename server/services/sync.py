@@ -6,6 +6,8 @@ import logging
 import time
 from typing import Any
 
+import msgspec
+
 from schema import (
     Scope,
     collect_tombstones,
@@ -17,12 +19,13 @@ from schema import (
     utcnow,
 )
 from schema._produce import parse_cursor
+from schema._scope import HQ_ONLY_WRITES
 from server.errors import BadRequestError
 from server.node import Node
 from server.services.bundles import bundle_health
 from server.services.loyalty import post_pending
 from server.services.merges import settle_after_sync
-from sync import PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest
+from sync import PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest, Quarantined
 
 SCHEMA_VERSION = 1
 MAX_PAGE = 5000
@@ -79,7 +82,8 @@ async def push(node: Node, peer: dict[str, Any], request: PushRequest) -> PushAc
     _check(peer, request.protocol, request.node)
     if request.batch.sender != peer["id"]:
         raise ProtocolError("the batch names another sender than the signing node")
-    result = await incoming(node.db, request.batch, node_id=node.node_id, peer=peer["id"],
+    batch, refused = _device_writes(peer, request.batch)
+    result = await incoming(node.db, batch, node_id=node.node_id, peer=peer["id"],
                             hq_node=node.hq_node_id, writer_branch=peer["branch"],
                             max_skew_ms=node.settings.max_skew_ms)
     if not request.batch.more:
@@ -90,7 +94,21 @@ async def push(node: Node, peer: dict[str, Any], request: PushRequest) -> PushAc
         await post_points(node)
     return PushAck(protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION,
                    cursor=request.batch.cursor, applied=result.applied,
-                   quarantined=result.quarantined)
+                   quarantined=result.quarantined + refused)
+
+
+def _device_writes(peer: dict[str, Any], batch: Batch) -> tuple[Batch, list[Quarantined]]:
+    """An HQ-wide user's device holds everything (no branch to check its writes by), but
+    its key is not headquarters': what only HQ writes (users, reference data, key grants)
+    it may not change (SPEC §20). A branch's device is checked by its branch (§9)."""
+    if peer["kind"] != "device" or peer["branch"] is not None:
+        return batch, []
+    refused = [Quarantined(r.tbl, r.id, f"a device cannot change {r.tbl}")
+               for r in batch.rows if r.tbl in HQ_ONLY_WRITES]
+    if not refused:
+        return batch, []
+    return msgspec.structs.replace(batch, rows=[r for r in batch.rows
+                                                if r.tbl not in HQ_ONLY_WRITES]), refused
 
 
 async def collect_garbage(node: Node, retention_days: float) -> int:
