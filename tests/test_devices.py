@@ -236,7 +236,7 @@ async def test_device_revoked_wipes(client: Client, node: Node, org: None) -> No
     other = await add_user(node, "rep2", "sales_rep", "S001")
     mgr = await add_user(node, "mgr", "dept_manager", "S001")
     dev = await enrol(client, node, rep, Device())
-    await enrol(client, node, other, Device())
+    kept = await enrol(client, node, other, Device())
     own = await client.get(API, headers=headers(node, rep))
     assert [d["id"] for d in own.json()["items"]] == [dev.id]
     branch = await client.get(API, headers=headers(node, mgr))
@@ -257,6 +257,11 @@ async def test_device_revoked_wipes(client: Client, node: Node, org: None) -> No
         actor = (await conn.execute(select(audit.c.actor_id).where(
             audit.c.action == "device_revoked", audit.c.object_id == dev.id))).scalar()
     assert actor == mgr.id
+    # A deactivated user's device is refused the same way, so it wipes itself too.
+    async with node.db.write(node.node_id, None) as uow:
+        await uow.update("users", other.id, {"active": False})
+    gone = await signed(client, kept, "/sync/v1/pull", pull_request(kept))
+    assert gone.status_code == 403 and "revoked" in gone.json()["detail"]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 
 from crypto import response_message
 from server.node import Node
+from server.services import devices as device_service
 from server.services import nodes as node_service
 from server.services import sync as sync_service
 from sync import PullRequest, PushRequest, compress, decode, decompress, encode
@@ -37,6 +38,8 @@ async def _message(request: Request[Any, Any, Any], node: Node) -> tuple[dict[st
     body = await request.body()
     peer = await node_service.authenticate(node, method=request.method, path=request.url.path,
                                            headers=dict(request.headers), body=body)
+    if peer["kind"] == "device":
+        await device_service.require_active_user(node, peer)
     try:
         if request.headers.get("content-encoding") == "zstd":
             body = decompress(body, node.settings.sync_body_bytes)

@@ -194,3 +194,15 @@ async def revoke(node: Node, p: Principal, node_id: str, reason: str) -> dict[st
     async with node.db.read() as conn:
         row = (await conn.execute(_query().where(nodes.c.id == node_id))).mappings().one()
     return {str(k): v for k, v in row.items()}
+
+
+async def require_active_user(node: Node, device: dict[str, Any]) -> None:
+    """A device syncs only while its user is active: a deactivated user's device is
+    refused like a revoked one (403 naming `revoked`), so the app wipes itself."""
+    async with node.db.read() as conn:
+        active = (await conn.execute(
+            select(users.c.active).select_from(node_meta.join(
+                users, users.c.id == node_meta.c.value))
+            .where(node_meta.c.key == USER_META + device["id"]))).scalar()
+    if not active:
+        raise ForbiddenError("node revoked: the device's user is no longer active")
