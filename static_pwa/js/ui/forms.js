@@ -83,7 +83,7 @@ class RegisterForm extends Screen {
     const form = h('form', { class: 'panel', testid: 'register-form' },
       field('name', t('f_name'), { required: true, autocomplete: 'off', testid: 'register-name', maxlength: 100 }),
       field('mobile', t('f_mobile'), { type: 'tel', inputmode: 'tel', autocomplete: 'off',
-        testid: 'register-mobile', pattern: '(\\+?86)?1[3-9][0-9]{9}', hint: '13800001111' }),
+        testid: 'register-mobile', hint: '138 0000 1111' }),
       field('source', t('f_source'), { options: opts('source_', ['walk_in', 'call', 'own_development', 'referral', 'agency']),
         value: ref ? 'referral' : 'walk_in', testid: 'register-source' }),
       field('intention', t('f_intention'), { type: 'checkbox', testid: 'register-intention' }),
@@ -94,7 +94,13 @@ class RegisterForm extends Screen {
         h('button', { type: 'submit', class: 'btn primary', testid: 'register-submit' }, t('save')),
         h('a', { href: ref ? `#/customer/${ref}` : '#/customers', class: 'btn ghost', testid: 'register-cancel' }, t('cancel'))));
     onSubmit(form, async (v) => {
-      const values = { name: v.name, mobile: v.mobile ? v.mobile.replace(/[\s-]/g, '') : null,
+      const mobile = v.mobile ? v.mobile.replace(/[\s-]/g, '') : null;
+      if (mobile && !/^(\+?86)?1[3-9]\d{9}$/.test(mobile)) {
+        formError(form, `${t('f_mobile')}: 138 0000 1111`);
+        form.elements.mobile.focus();
+        return;
+      }
+      const values = { name: v.name, mobile,
         source: v.source, intention: v.intention, notes: v.notes,
         referrer_customer_id: ref || null };
       const row = await api.registerCustomer(values);

@@ -60,7 +60,7 @@ class ManagerScreen extends Screen {
         }
       });
       return h('li', { class: 'card', testid: 'approval-item', 'data-id': r.id },
-        h('span', { class: 'title' }, tc('kind_', r.kind), ' · ', r.purpose, ' ', badge(tc('st_', r.status), 'warn')),
+        h('span', { class: 'title' }, tc('ak_', r.kind), ' · ', r.purpose, ' ', badge(tc('st_', r.status), 'warn')),
         h('span', { class: 'sub' }, r.reason),
         h('span', { class: 'sub' }, t('requested_at'), ' ', fmtDateTime(r.requested_at), ' · ',
           r.subject || r.customer_id || r.department || r.object_branch || '', ' · ', `${r.hours} h`),
@@ -178,9 +178,11 @@ function reportView(r) {
   return h('section', { class: 'panel', testid: 'report-view' },
     h('h2', {}, tc('rk_', r.kind), ' · ', r.period, r.final === false ? ' *' : ''),
     dl(keys.map((k) => [k, cell(k, total[k])])),
-    branches.length ? [h('h3', {}, t('by_branch')), h('div', { class: 'scroll' }, h('table', { class: 'grid', testid: 'report-branches' },
-      h('thead', {}, h('tr', {}, [t('f_branch'), ...keys].map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', {}, branches.map((b) => h('tr', {}, h('td', {}, b.branch || '—'), keys.map((k) => h('td', {}, cell(k, b[k])))))))))] : null);
+    branches.length ? [h('h3', {}, t('by_branch')), h('div', { class: 'scroll' },
+      h('table', { class: 'grid', testid: 'report-branches' },
+        h('thead', {}, h('tr', {}, [t('f_branch'), ...keys].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, branches.map((b) => h('tr', {}, h('td', {}, b.branch || '—'),
+          keys.map((k) => h('td', {}, cell(k, b[k]))))))))] : null);
 }
 
 define('bl-manager', ManagerScreen);

@@ -8,7 +8,7 @@ import { t, lang, setLang, fmtDateTime } from '../i18n.js';
 class StatusBar extends HTMLElement {
   connectedCallback() {
     this.setAttribute('role', 'region');
-    this.setAttribute('aria-label', t('sync_now'));
+    this.setAttribute('aria-label', t('sync_status'));
     this.syncing = false;
     this.refresh();
     this.timer = setInterval(() => this.refresh(), 15000);
