@@ -125,8 +125,10 @@ async def open_node(settings: Settings) -> Node:
     if await quarantine_count(db):
         # Changes parked by an older schema apply once this one knows their columns.
         async with db.read() as conn:
-            known = (await conn.execute(select(nodes.c.id, nodes.c.branch))).all()
-        writers = {n.id: n.branch if node.role == "hq" else None for n in known}
+            known = (await conn.execute(select(nodes.c.id, nodes.c.kind, nodes.c.branch))).all()
+        # HQ checks every writer's branch; a branch checks its devices' (HQ writes freely).
+        writers = {n.id: n.branch if node.role == "hq" or n.kind == "device" else None
+                   for n in known}
         await retry_parked(db, node_id=node.node_id, hq_node=node.hq_node_id,
                            writer_branches=writers)
     return node
