@@ -107,17 +107,31 @@ function mount(tag, params = {}) {
   window.scrollTo(0, 0);
 }
 
+/** Navigation icons: simple strokes, drawn inline (no icon font, no emoji font). */
+const ICONS = {
+  customers: 'M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8zM2 21v-1a6 6 0 0 1 12 0v1M16 3.5a4 4 0 0 1 0 7.5M18 14a6 6 0 0 1 4 6v1',
+  register: 'M12 5v14M5 12h14',
+  complaints: 'M5 21V4h11l-1.5 4L16 12H5',
+  tickets: 'M14.7 6.3a4 4 0 0 0-5.4 5.2L3 17.8V21h3.2l6.3-6.3a4 4 0 0 0 5.2-5.4l-2.6 2.6-2.4-.6-.6-2.4z',
+  manager: 'M4 20V10M10 20V4M16 20v-7M22 20H2',
+};
+function icon(k) {
+  return h('svg', { class: 'icon', viewBox: '0 0 24 24', width: 24, height: 24, 'aria-hidden': 'true',
+    fill: 'none', stroke: 'currentColor', 'stroke-width': 2, 'stroke-linecap': 'round', 'stroke-linejoin': 'round' },
+  h('path', { d: ICONS[k] }));
+}
+
 function renderNav() {
   const nav = $('#nav');
   const { path } = parseHash();
-  const items = [['customers', '#/customers', '👥'], ['register', '#/register', '＋'],
-    ['complaints', '#/complaints', '⚑'], ['tickets', '#/tickets', '🔧']];
-  if (user && !FIELD_ROLES.has(user.role)) items.push(['manager', '#/manager', '▦']);
-  nav.replaceChildren(...items.map(([k, href, icon]) => {
+  const items = [['customers', '#/customers'], ['register', '#/register'],
+    ['complaints', '#/complaints'], ['tickets', '#/tickets']];
+  if (user && !FIELD_ROLES.has(user.role)) items.push(['manager', '#/manager']);
+  nav.replaceChildren(...items.map(([k, href]) => {
     const active = path.startsWith(href.slice(1)) || (k === 'customers' && path.startsWith('/customer'));
     return h('a', { href, class: `nav-item ${active ? 'active' : ''}`, testid: `nav-${k}`,
       'aria-current': active ? 'page' : null },
-    h('span', { class: 'icon', 'aria-hidden': 'true' }, icon), h('span', {}, t(`nav_${k}`)));
+    icon(k), h('span', {}, t(`nav_${k}`)));
   }));
 }
 
@@ -232,6 +246,9 @@ async function boot() {
     setMode('login');
   });
   window.addEventListener('bl-data-changed', onDataChanged);
+  // The side rail starts below the header, whose height depends on wrapping.
+  new ResizeObserver(([e]) => document.documentElement.style.setProperty('--top-h',
+    `${Math.ceil(e.target.getBoundingClientRect().height)}px`)).observe($('#chrome'));
   window.addEventListener('hashchange', route);
   window.addEventListener('bl-lang', () => {
     renderNav();

@@ -21,14 +21,14 @@ function text(x, y, s, attrs = {}) {
 }
 
 function table(head, rows, testid) {
-  return h('details', { class: 'chart-table' }, h('summary', {}, t('show')),
+  return h('details', { class: 'chart-table' }, h('summary', {}, t('show_data')),
     h('table', { testid }, h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c)))))));
 }
 
 /** The 80/20 curve: x = top share of buyers, y = cumulative share of the amount. */
 export function contributionChart(d) {
-  const W = 420; const H = 300; const L = 48; const B = 40; const R = 12; const T = 12;
+  const W = 420; const H = 300; const L = 48; const B = 40; const R = 24; const T = 12;
   const x = (p) => L + (p / 100) * (W - L - R);
   const y = (s) => T + (1 - s) * (H - T - B);
   const pts = [{ percent: 0, share: 0 }, ...(d.points || [])];
@@ -62,21 +62,21 @@ export function pyramidChart(d) {
   const W = 420; const row = 40; const H = Math.max(1, levels.length) * row + 10;
   const max = Math.max(1, ...levels.map((l) => l.customers));
   const bars = levels.map((l, i) => {
-    const w = Math.max(24, ((W - 150) * l.customers) / max);
+    const w = Math.max(72, ((W - 150) * l.customers) / max);
     const yy = 5 + i * row;
     return h('g', {},
       h('rect', { x: (W - 150 - w) / 2, y: yy, width: w, height: row - 8, rx: 3,
         fill: i === 0 ? ACCENT2 : ACCENT, opacity: 1 - i * (0.5 / Math.max(1, levels.length)) }),
-      text((W - 150) / 2, yy + row / 2 + 1, l.cls || t('unclassified'),
+      text((W - 150) / 2, yy + row / 2 + 5, tc('cls_', l.cls || 'none'),
         { 'text-anchor': 'middle', fill: '#fff', 'font-weight': 700 }),
-      text(W - 144, yy + row / 2 + 1, `${fmtNumber(l.customers)} · ${fmtPercent(l.amount_share)}`));
+      text(W - 144, yy + row / 2 + 5, `${fmtNumber(l.customers)} · ${fmtPercent(l.amount_share)}`));
   });
-  const desc = levels.map((l) => `${l.cls || t('unclassified')}: ${l.customers}`).join('; ');
+  const desc = levels.map((l) => `${tc('cls_', l.cls || 'none')}: ${l.customers}`).join('; ');
   return h('figure', { class: 'chart-box', testid: 'chart-pyramid' },
     svg(W, H, t('pyramid'), desc, ...bars),
     h('figcaption', {}, `${t('customers_n')} ${fmtNumber(d.customers)} · ${t('amount')} ${fmtMoney(d.amount_fen)}`),
     table([t('f_customer_class'), t('customers_n'), t('buyers'), t('amount'), t('share_of_amount')],
-      levels.map((l) => [l.cls || t('unclassified'), fmtNumber(l.customers), fmtNumber(l.buyers),
+      levels.map((l) => [tc('cls_', l.cls || 'none'), fmtNumber(l.customers), fmtNumber(l.buyers),
         fmtMoney(l.amount_fen), fmtPercent(l.amount_share)]), 'table-pyramid'));
 }
 

@@ -1,16 +1,24 @@
 // The customer search list and the archive card (客户档案).
 import * as api from './api.js';
-import { h, badge, pendingBadge, conflictBadge, screenHeader, dl } from './dom.js';
+import { h, add, badge, pendingBadge, conflictBadge, screenHeader, dl } from './dom.js';
 import { Screen, define } from './screen.js';
 import { t, tc, fmtDate, fmtDateTime, fmtMobile, fmtName, fmtMoney, fmtNumber } from '../i18n.js';
+
+/** A small padlock: the value is masked for this role. */
+export function lockIcon() {
+  return h('svg', { class: 'lock', viewBox: '0 0 24 24', width: 16, height: 16, 'aria-hidden': 'true',
+    fill: 'none', stroke: 'currentColor', 'stroke-width': 2.2 },
+  h('rect', { x: 5, y: 11, width: 14, height: 10, rx: 2 }), h('path', { d: 'M8 11V7a4 4 0 0 1 8 0v4' }));
+}
 
 /** A stored value as shown: tokens and masks are marked "not readable". */
 export function shown(value, format = (v) => v) {
   if (value == null || value === '') return '—';
   const s = String(value);
-  if (s.startsWith('§')) return h('span', { class: 'masked', title: t('masked') }, '🔒 ', t('masked'));
+  if (s.startsWith('§')) return h('span', { class: 'masked', title: t('masked') }, lockIcon(), t('masked'));
   if (s.includes('****')) {
-    return h('span', { class: 'masked', title: t('masked') }, '🔒 ', format(s));
+    return h('span', { class: 'masked', title: t('masked') }, lockIcon(), format(s),
+      h('span', { class: 'sr-only' }, `（${t('masked')}）`));
   }
   return format(value);
 }
@@ -24,7 +32,7 @@ export async function recordBadges(tbl, row) {
   const pending = row?.pending ?? await api.isPending(tbl, id);
   const conf = row?.conflicts ?? await api.conflicts(tbl, id);
   return [pending ? pendingBadge() : null,
-    (Array.isArray(conf) ? conf.length : conf) ? conflictBadge() : null];
+    (Array.isArray(conf) ? conf.length : conf) ? conflictBadge() : null].filter(Boolean);
 }
 
 class CustomerList extends Screen {
@@ -89,7 +97,7 @@ class CustomerCard extends Screen {
       api.customerPoints(id)]);
     const head = screenHeader(fmtName(c.name), '#/customers');
     head.querySelector('h1').setAttribute('data-testid', 'customer-name');
-    head.querySelector('h1').append(' ', ...(await recordBadges('customers', c)));
+    add(head.querySelector('h1'), ' ', ...(await recordBadges('customers', c)));
     const actions = h('nav', { class: 'row actions wrap', 'aria-label': t('archive') },
       h('a', { class: 'btn primary', href: `#/visit/${id}`, testid: 'action-visit' }, t('record_visit')),
       h('a', { class: 'btn', href: `#/complaint/new?customer=${id}`, testid: 'action-complaint' }, t('log_complaint')),
@@ -107,13 +115,13 @@ class CustomerCard extends Screen {
       [t('f_birthday'), shown(c.birthday, fmtDate), 'customer-birthday'],
       [t('f_credit_status'), shown(c.credit_status), 'customer-credit-status'],
       [t('f_customer_class'), c.customer_class || '—'],
-      [t('f_lifecycle_stage'), c.lifecycle_stage || '—'],
+      [t('f_lifecycle_stage'), tc('lc_', c.lifecycle_stage)],
       [t('f_source'), tc('source_', c.source)],
       [t('f_branch'), c.branch || '—'],
       [t('f_registered_at'), fmtDateTime(c.registered_at)],
-      c.filing_status ? [t('f_filing_status'), c.filing_status] : null,
+      c.filing_status ? [t('f_filing_status'), tc('fs_', c.filing_status)] : null,
       c.notes ? [t('f_notes'), shown(c.notes)] : null,
-      [t('points_balance'), points == null ? '—' : fmtNumber(typeof points === 'object' ? points.balance : points), 'customer-points'],
+      [t('points_balance'), fmtNumber(points == null ? c.points ?? 0 : (typeof points === 'object' ? points.balance : points)), 'customer-points'],
     ]);
     const contacts = (c.contacts || []).length ? h('ul', { class: 'plain' }, c.contacts.map((k) =>
       h('li', { testid: 'contact-item' }, h('strong', {}, fmtName(k.name)),

@@ -22,6 +22,9 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** Append children to an element, skipping null/false (DOM append would print "null"). */
+export function add(el, ...children) { append(el, children); return el; }
+
 function append(el, children) {
   for (const c of children.flat(Infinity)) {
     if (c == null || c === false) continue;

@@ -86,11 +86,12 @@ class ManagerScreen extends Screen {
       testid: 'deadlines-overdue-only', onchange: (e) => { location.hash = `#/manager/deadlines${e.target.checked ? '?overdue=1' : ''}`; } }),
     ' ', t('only_overdue'));
     const table = h('table', { class: 'grid', testid: 'deadline-table' },
-      h('thead', {}, h('tr', {}, [t('complaint'), t('complainant'), t('status'), t('deadline'), t('f_branch')].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, [t('complaint'), t('deadline'), t('status'), t('complainant'), t('f_branch')].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, rows.map((c) => h('tr', { class: c.overdue ? 'bad' : '', testid: 'deadline-row', 'data-id': c.id },
-        h('td', {}, c.number), h('td', {}, fmtName(c.complainant)), h('td', {}, tc('st_', c.status)),
+        h('td', {}, c.number),
         h('td', {}, fmtDateTime(c.deadline_at), ' ', c.overdue ? badge(t('overdue'), 'bad') : null,
           c.hq_overdue ? badge(t('hq_overdue'), 'bad') : null),
+        h('td', {}, tc('st_', c.status)), h('td', {}, fmtName(c.complainant)),
         h('td', {}, c.branch || '—')))));
     return [toggle, rows.length ? h('div', { class: 'scroll' }, table) : h('p', { class: 'empty' }, t('no_complaints'))];
   }
@@ -159,8 +160,23 @@ class ManagerScreen extends Screen {
   }
 }
 
+/** A report figure's label: translated when known, else the key made readable. */
+function label(k) {
+  const s = t(`rkey_${k}`);
+  return s === `rkey_${k}` ? k.replace(/_/g, ' ') : s;
+}
+
+const SUB = ['ch_', 'demand_', 'st_', 'kind_', 'lc_', 'source_'];
+function subLabel(k) {
+  for (const p of SUB) { const s = tc(p, k); if (s !== k) return s; }
+  return k;
+}
+
 function cell(k, v) {
   if (v == null) return '—';
+  if (typeof v === 'object' && !Array.isArray(v)) {
+    return Object.entries(v).map(([sk, sv]) => `${subLabel(sk)} ${typeof sv === 'number' ? fmtNumber(sv) : JSON.stringify(sv)}`).join(' · ');
+  }
   if (typeof v === 'number') {
     if (/_fen$/.test(k)) return fmtMoney(v);
     if (/(rate|share)$/.test(k)) return fmtPercent(v);
@@ -177,10 +193,10 @@ function reportView(r) {
   const keys = Object.keys(total);
   return h('section', { class: 'panel', testid: 'report-view' },
     h('h2', {}, tc('rk_', r.kind), ' · ', r.period, r.final === false ? ' *' : ''),
-    dl(keys.map((k) => [k, cell(k, total[k])])),
+    dl(keys.map((k) => [label(k), cell(k, total[k])])),
     branches.length ? [h('h3', {}, t('by_branch')), h('div', { class: 'scroll' },
       h('table', { class: 'grid', testid: 'report-branches' },
-        h('thead', {}, h('tr', {}, [t('f_branch'), ...keys].map((c) => h('th', { scope: 'col' }, c)))),
+        h('thead', {}, h('tr', {}, [t('f_branch'), ...keys.map(label)].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', {}, branches.map((b) => h('tr', {}, h('td', {}, b.branch || '—'),
           keys.map((k) => h('td', {}, cell(k, b[k]))))))))] : null);
 }

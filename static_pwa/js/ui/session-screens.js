@@ -3,6 +3,7 @@
 import * as api from './api.js';
 import { h, field, onSubmit, formError } from './dom.js';
 import { Screen, define } from './screen.js';
+import { lockIcon } from './customers.js';
 import { t, lang, setLang } from '../i18n.js';
 
 function done(el, what) {
@@ -70,7 +71,7 @@ class LockScreen extends Screen {
   async render() {
     const s = await api.state();
     const form = h('form', { class: 'panel narrow', testid: 'unlock-form', 'aria-labelledby': 'lock-h' },
-      h('h1', { id: 'lock-h', class: 'screen-title', tabindex: '-1' }, '🔒 ', t('locked_title')),
+      h('h1', { id: 'lock-h', class: 'screen-title', tabindex: '-1' }, lockIcon(), t('locked_title')),
       s?.user ? h('p', { class: 'hint', testid: 'lock-user' },
         s.user.display_name || s.user.username || String(s.user)) : null,
       this.params.reason ? h('p', { class: 'hint', role: 'status' }, this.params.reason) : null,

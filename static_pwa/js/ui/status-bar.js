@@ -29,7 +29,7 @@ class StatusBar extends HTMLElement {
     const pending = Number(s.pending || 0);
     const last = s.lastSync ? t('last_sync', { t: fmtDateTime(s.lastSync, { short: true }) })
       : t('never_synced');
-    this.replaceChildren(
+    this.replaceChildren(...[
       h('span', { class: `net ${online ? 'on' : 'off'}`, testid: 'net-status', role: 'status',
         'data-online': String(online) }, h('span', { class: 'dot', 'aria-hidden': 'true' }),
       online ? t('online') : t('offline')),
@@ -50,7 +50,7 @@ class StatusBar extends HTMLElement {
       h('button', { type: 'button', class: 'btn small ghost', testid: 'logout-button',
         onclick: () => this.dispatchEvent(new CustomEvent('bl-logout', { bubbles: true, detail: { pending } })) },
       t('logout')),
-    );
+    ].filter(Boolean));
   }
 
   async sync() {

@@ -2,7 +2,7 @@
 // of their flows (server/services/complaints.py, tickets.py), taken offline through the
 // core's complaintAction / ticketAction.
 import * as api from './api.js';
-import { h, field, onSubmit, screenHeader, toast, badge, dl } from './dom.js';
+import { h, add, field, onSubmit, screenHeader, toast, badge, dl } from './dom.js';
 import { Screen, define } from './screen.js';
 import { recordBadges, complaintList, ticketList, shown } from './customers.js';
 import { t, tc, fmtDateTime, fmtMoney, fmtName, fmtMobile, yuanToFen } from '../i18n.js';
@@ -79,7 +79,7 @@ class ComplaintPage extends Screen {
     const back = v.customer_id ? `#/customer/${v.customer_id}` : '#/complaints';
     const overdue = v.overdue ?? (!FINISHED.includes(v.status) && v.deadline_at && new Date(v.deadline_at) < new Date());
     const head = screenHeader(t('complaint_no', { n: v.number || '' }), back);
-    head.querySelector('h1').append(' ', badge(tc('st_', v.status), 'info', 'complaint-status'),
+    add(head.querySelector('h1'), ' ', badge(tc('st_', v.status), 'info', 'complaint-status'),
       overdue ? badge(t('overdue'), 'bad', 'complaint-overdue') : null,
       v.hq_overdue ? badge(t('hq_overdue'), 'bad') : null, ...(await recordBadges('complaints', v)));
     const run = async (action, data) => {
@@ -123,7 +123,7 @@ class TicketPage extends Screen {
     const k = k0.values ? { ...k0.values, ...k0 } : k0;
     const back = k.customer_id ? `#/customer/${k.customer_id}` : '#/tickets';
     const head = screenHeader(t('ticket_no', { n: k.number || '' }), back);
-    head.querySelector('h1').append(' ', badge(tc('st_', k.status), 'info', 'ticket-status'),
+    add(head.querySelector('h1'), ' ', badge(tc('st_', k.status), 'info', 'ticket-status'),
       ...(await recordBadges('tickets', k)));
     const run = async (action, data) => {
       await api.ticketAction(k.id, action, data);
