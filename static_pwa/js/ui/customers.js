@@ -40,7 +40,7 @@ class CustomerList extends Screen {
     const q = sessionStorage.getItem('bl.q') || '';
     const input = h('input', { type: 'search', id: 'customer-search', name: 'q', value: q,
       testid: 'customer-search', placeholder: t('search_placeholder'), autocomplete: 'off',
-      enterkeyhint: 'search', 'aria-describedby': 'search-hint' });
+      enterkeyhint: 'search', });
     const results = h('div', { class: 'results', testid: 'customer-results', 'aria-live': 'polite' });
     let seq = 0;
     const run = async () => {
@@ -54,9 +54,10 @@ class CustomerList extends Screen {
     input.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(run, 180); });
     const form = h('form', { role: 'search', class: 'search', testid: 'search-form',
       onsubmit: (e) => { e.preventDefault(); clearTimeout(timer); run(); } },
-    h('label', { for: 'customer-search' }, t('search')), h('div', { class: 'row' }, input,
+    h('label', { for: 'customer-search' }, t('search'), h('span', { class: 'hint-inline' }, `（${t('search_hint')}）`)),
+    h('div', { class: 'row' }, input,
       h('button', { type: 'submit', class: 'btn primary', testid: 'search-submit' }, t('search_go'))),
-    h('small', { id: 'search-hint', class: 'hint' }, t('search_hint')));
+    );
     run().catch((e) => results.replaceChildren(h('p', { class: 'form-error', role: 'alert' }, String(e.message || e))));
     const onChange = () => { if (this.isConnected) run(); };
     window.addEventListener('bl-data-changed', onChange, { once: true });
@@ -74,11 +75,13 @@ class CustomerList extends Screen {
         h('a', { href: `#/customer/${c.id}`, class: 'card link', testid: 'customer-item',
           'data-id': c.id },
         h('span', { class: 'title' }, fmtName(c.name), ' ',
-          c.customer_class ? badge(c.customer_class, 'muted') : null,
+          c.customer_class ? badge(tc('cls_', c.customer_class), 'muted') : null,
           await recordBadges('customers', raw)),
         h('span', { class: 'sub' }, shown(c.mobile, fmtMobile), c.branch ? ` · ${c.branch}` : ''))));
     }
-    return [h('p', { class: 'count' }, t('results', { n: rows.length })), list];
+    const more = rows.length >= 50;
+    return [h('p', { class: 'count', testid: 'result-count' },
+      more ? t('results_more', { n: rows.length }) : t('results', { n: rows.length })), list];
   }
 }
 
@@ -114,7 +117,7 @@ class CustomerCard extends Screen {
       c.bank_account != null ? [t('f_bank_account'), shown(c.bank_account), 'customer-bank-account'] : null,
       [t('f_birthday'), shown(c.birthday, fmtDate), 'customer-birthday'],
       [t('f_credit_status'), shown(c.credit_status), 'customer-credit-status'],
-      [t('f_customer_class'), c.customer_class || '—'],
+      [t('f_customer_class'), tc('cls_', c.customer_class)],
       [t('f_lifecycle_stage'), tc('lc_', c.lifecycle_stage)],
       [t('f_source'), tc('source_', c.source)],
       [t('f_branch'), c.branch || '—'],

@@ -49,16 +49,16 @@ class PinScreen extends Screen {
       h('h1', { id: 'pin-h', class: 'screen-title', tabindex: '-1' }, t('pin_title')),
       h('p', { class: 'hint' }, t('pin_hint')),
       field('pin', t('pin'), { type: 'password', inputmode: 'numeric', autocomplete: 'new-password',
-        pattern: '[0-9]{4,8}', required: true, testid: 'pin-input', 'data-autofocus': true }),
+        pattern: '[0-9]{4,12}', required: true, testid: 'pin-input', 'data-autofocus': true }),
       field('pin2', t('pin_again'), { type: 'password', inputmode: 'numeric',
-        autocomplete: 'new-password', pattern: '[0-9]{4,8}', required: true, testid: 'pin-confirm' }),
+        autocomplete: 'new-password', pattern: '[0-9]{4,12}', required: true, testid: 'pin-confirm' }),
       h('div', { class: 'row' },
         h('button', { type: 'submit', class: 'btn primary', testid: 'pin-submit' }, t('set_pin')),
         h('button', { type: 'button', class: 'btn', testid: 'pin-skip',
           onclick: () => done(this, 'pin') }, t('skip'))));
     onSubmit(form, async () => {
       const pin = form.elements.pin.value;
-      if (!/^\d{4,8}$/.test(pin)) { formError(form, t('pin_format')); return; }
+      if (!/^\d{4,12}$/.test(pin)) { formError(form, t('pin_format')); return; }
       if (pin !== form.elements.pin2.value) { formError(form, t('pin_mismatch')); return; }
       await api.setPin(pin);
       done(this, 'pin');
