@@ -203,6 +203,7 @@ async function logoutNow(pending) {
   const n = pending ?? s.pending ?? 0;
   if (!(await confirmDialog(t('logout_confirm', { n })))) return;
   try { await api.logout(); } catch (e) { console.warn(e); }
+  localStorage.removeItem('bl.lastSync');
   user = null;
   setMode('login');
 }
@@ -242,6 +243,7 @@ async function boot() {
   api.on('locked', () => { if (mode === 'app' || mode === 'pin') setMode('locked'); });
   api.on('wiped', (info) => {
     user = null;
+    localStorage.removeItem('bl.lastSync');
     toast(String(info?.reason || '').includes('revoked') ? t('revoked') : t('wiped'), 'bad');
     setMode('login');
   });

@@ -88,7 +88,7 @@ class ManagerScreen extends Screen {
     const table = h('table', { class: 'grid', testid: 'deadline-table' },
       h('thead', {}, h('tr', {}, [t('complaint'), t('deadline'), t('status'), t('complainant'), t('f_branch')].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, rows.map((c) => h('tr', { class: c.overdue ? 'bad' : '', testid: 'deadline-row', 'data-id': c.id },
-        h('td', {}, c.number),
+        h('td', {}, h('a', { href: `#/complaint/${c.id}` }, c.number)),
         h('td', {}, fmtDateTime(c.deadline_at), ' ', c.overdue ? badge(t('overdue'), 'bad') : null,
           c.hq_overdue ? badge(t('hq_overdue'), 'bad') : null),
         h('td', {}, tc('st_', c.status)), h('td', {}, fmtName(c.complainant)),

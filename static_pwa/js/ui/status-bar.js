@@ -27,7 +27,10 @@ class StatusBar extends HTMLElement {
     const s = await api.status();
     const online = navigator.onLine && s.online !== false;
     const pending = Number(s.pending || 0);
-    const last = s.lastSync ? t('last_sync', { t: fmtDateTime(s.lastSync, { short: true }) })
+    // The core keeps the last sync time in memory; remember it across reloads here.
+    if (s.lastSync) localStorage.setItem('bl.lastSync', String(new Date(s.lastSync).getTime()));
+    const lastAt = s.lastSync || (localStorage.getItem('bl.lastSync') ? Number(localStorage.getItem('bl.lastSync')) : null);
+    const last = lastAt ? t('last_sync', { t: fmtDateTime(lastAt, { short: true }) })
       : t('never_synced');
     this.replaceChildren(...[
       h('span', { class: `net ${online ? 'on' : 'off'}`, testid: 'net-status', role: 'status',
