@@ -426,6 +426,13 @@ async def _step(net: Net, ids: tuple[str, str], step: tuple[Any, ...]) -> bool:
 @example(steps=[("merge", "S001", True), ("edit", "hq", False, "industry", "乙"),
                 ("contact", "hq", False), ("pull", "S001", 2, True),
                 ("push", "S001", 1, True), ("edit", "S001b", False, "notes", "甲")])
+@example(steps=[("edit", "hq", False, "industry", "甲"), ("contact", "S001b", True),
+                ("contact", "S001", True), ("merge", "S001", False),
+                ("merge", "S001b", True), ("merge", "hq", True), ("merge", "hq", False),
+                ("merge", "hq", False), ("merge", "hq", False),
+                ("edit", "S001", True, "industry", "甲"), ("pull", "S001", 3, True),
+                ("pull", "S001", 4, True), ("pull", "S001b", 1, True),
+                ("push", "S001b", 4, False)])
 def test_merges_and_edits_in_any_order_converge(steps: list[tuple[Any, ...]]) -> None:
     async def scenario() -> None:
         with tempfile.TemporaryDirectory() as folder:

@@ -7,6 +7,7 @@ the MessagePack codec on its way, as over HTTP.
 from __future__ import annotations
 
 import time
+import uuid
 
 import msgspec
 import pytest
@@ -375,6 +376,45 @@ async def test_conflict_recorded_when_concurrent_detected_at_a_branch(net: Net) 
     ids = {name: [x["id"] for x in await conflicts(net, name)]
            for name in ("hq", "S001", "S001b")}
     assert len(ids["hq"]) == 1 and ids["S001"] == ids["hq"] == ids["S001b"]
+    await agree(net, "S001", "S001b")
+
+
+async def test_conflict_recorded_once_when_the_batch_carries_it_too(net: Net) -> None:
+    """A row born on several nodes under one deterministic id (here a merge decision
+    record) conflicts with itself. S001 pulls HQ's copy and records the conflict
+    between the two (its id derives from the two stamps); HQ meanwhile merges
+    S001b's copy, so neither lineage contains the other when S001 pushes, and HQ
+    detects that very conflict while merging the row — from the batch that also
+    carries S001's record of it. One record, no duplicate key (before: the push failed
+    on `conflicts.id` every time, so the branch never got through)."""
+    c = await new_customer(net, "S001", "S001")
+    await everywhere(net, "S001", "S001b")
+    decision = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, c)), "table_name": "customers",
+                "row_id": c, "column_name": "name", "customer_id": c, "branch": "S001",
+                "policy": "merge", "winner_value": "甲", "loser_value": "乙",
+                "winner_node": net.hq.id, "loser_node": net["S001"].id,
+                "winner_clock": 1, "loser_clock": 1, "detected_by": net.hq.id}
+    after = 0
+    for at, status in (("S001b", "open"), ("hq", "resolved"), ("S001", "open")):
+        async with await net[at].write() as uow:
+            uow.observe(after)  # later than the previous copy, without having seen it
+            await uow.insert("conflicts", {**decision, "status": status})
+        after = (await stamp(net[at], "conflicts", decision["id"])).clock
+    pulled = await net.pull("S001")
+    about = {x["id"] for x in await conflicts(net, "S001") if x["row_id"] == decision["id"]}
+    assert sum(r.conflicts for r in pulled) == len(about) == 1
+    await net.push("S001b")
+
+    pushed = await net.push("S001")
+
+    assert sum(r.conflicts for r in pushed) == 0  # the batch brought it
+    assert not [q for r in pushed for q in r.quarantined]
+    assert {x["id"] for x in await conflicts(net, "hq")} >= about
+    for name in ("S001", "S001b", "S001"):
+        await net.sync(name)
+    ids = {name: sorted(x["id"] for x in await conflicts(net, name))
+           for name in ("hq", "S001", "S001b")}
+    assert ids["hq"] == ids["S001"] == ids["S001b"]
     await agree(net, "S001", "S001b")
 
 
