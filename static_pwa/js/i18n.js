@@ -50,7 +50,7 @@ const ZH = {
   ch_front_desk: '前台',
   complaint: '投诉', complaint_no: '投诉单 {n}', deadline: '处理期限', overdue: '已超期',
   hq_overdue: '总部 24 小时已超期', received_at: '受理时间', status: '状态',
-  st_received: '已登记', st_declined: '不予受理', st_accepted: '已受理', st_assigned: '已分派',
+  st_received: '待受理', st_declined: '不予受理', st_accepted: '已受理', st_assigned: '已分派',
   st_investigated: '已调查', st_reviewed: '已审核', st_replied: '已答复', st_closed: '已结案',
   st_return_visited: '已回访', st_undispatched: '待派工', st_dispatched: '已派工',
   st_confirmed: '已确认', st_done: '已完工', st_pending: '待审批', st_approved: '已批准',

@@ -85,7 +85,7 @@ export function toast(text, tone = 'ok') {
   if (!box) return;
   const el = h('div', { class: `toast ${tone}`, role: tone === 'bad' ? 'alert' : 'status',
     testid: 'toast' }, text);
-  box.append(el);
+  box.replaceChildren(el); // one at a time: a burst of saves is one message
   setTimeout(() => el.remove(), tone === 'bad' ? 7000 : 3500);
 }
 
