@@ -7,8 +7,8 @@ Playwright drives /usr/bin/chromium (Debian's package, installed by .ci/run and
 ./dev test; a browser is never downloaded). Screenshots go to tests/artifacts/pwa/
 (not tracked), at a phone's 390×844 and a store PC's 1280×800.
 
-The test module imports the fixtures `pwa_hq` and `browser` (module scope: one server
-and one browser per module; each test opens its own browser context, so its own
+Test modules import the fixtures `pwa_hq` and `browser` (session scope: one server and
+one browser per test process; each test opens its own browser context, so its own
 IndexedDB, service worker and cache).
 """
 
@@ -22,7 +22,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "pwa"
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "pc": {"width": 1280, "height": 800}}
 ADMIN_PASSWORD = "pwa-admin-pass-1"
 PASSWORD = "pwa-user-pass-1"
-STARTUP_SECONDS = 30
+STARTUP_SECONDS = 90  # a loaded CI machine; it is ~2 s on an idle one
 
 
 def free_port() -> int:
@@ -118,7 +120,9 @@ def start_hq(root: Path) -> Hq:
                                   key_file=root / "keys" / "hq.key")
         await node.close()
 
-    asyncio.run(init())
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, init()).result()
     port = free_port()
     with (root / "serve.log").open("ab") as log:
         proc = subprocess.Popen(  # our own CLI, fixed arguments
@@ -175,30 +179,68 @@ def seed(hq: Hq) -> Seeded:
     return hq.seeded
 
 
-@pytest.fixture(scope="module")
-def pwa_hq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hq]:
-    """A served, seeded headquarters node for one test module."""
-    hq = start_hq(tmp_path_factory.mktemp("pwa"))
+_shared: dict[str, Any] = {}
+_holders: dict[str, int] = {}
+
+
+@contextmanager
+def _shared_one(name: str, start: Callable[[], Any], stop: Callable[[Any], None]
+                ) -> Iterator[Any]:
+    """One instance per test process however many modules import the fixture (pytest
+    makes each importing module's copy a fixture of its own); stopped with the last."""
+    if name not in _shared:
+        _shared[name], _holders[name] = start(), 0
+    _holders[name] += 1
+    try:
+        yield _shared[name]
+    finally:
+        _holders[name] -= 1
+        if not _holders[name]:
+            stop(_shared.pop(name))
+
+
+def _start_seeded(factory: pytest.TempPathFactory) -> Hq:
+    hq = start_hq(factory.mktemp("pwa"))
     try:
         seed(hq)
-        yield hq
-    finally:
+    except BaseException:
         hq.stop()
+        raise
+    return hq
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's chromium under Playwright, one per test module."""
+@pytest.fixture(scope="session")
+def pwa_hq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hq]:
+    """A served, seeded headquarters node, one per test process (starting it and the
+    browser is most of a web app test's time): tests add records but never change the
+    seeded ones, and find what they wrote by id."""
+    with _shared_one("hq", lambda: _start_seeded(tmp_path_factory), Hq.stop) as hq:
+        yield hq
+
+
+def _launch() -> tuple[Playwright, Browser]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pw: Playwright = sync_playwright().start()
+    pw = sync_playwright().start()
     try:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+        return pw, pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    except BaseException:
+        pw.stop()
+        raise
+
+
+def _close(running: tuple[Playwright, Browser]) -> None:
+    pw, b = running
+    try:
+        b.close()
     finally:
         pw.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium under Playwright, one per test process."""
+    with _shared_one("browser", _launch, _close) as (_, b):
+        yield b
 
 
 def new_page(browser: Browser, size: str = "phone") -> tuple[BrowserContext, Page]:
@@ -224,7 +266,7 @@ def screenshots(page: Page, name: str) -> list[Path]:
         page.set_viewport_size(viewport)
         page.wait_for_timeout(50)  # one layout pass at the new width
         path = ARTIFACTS / f"{name}-{size}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path))
         paths.append(path)
     if before:
         page.set_viewport_size(before)
