@@ -105,6 +105,16 @@ export async function priceItems() {
   return (await localRows('price_items')).filter((r) => r.active !== false)
     .sort((a, b) => String(a.code).localeCompare(String(b.code)));
 }
+/** Users and departments this device holds (reference data), for pickers. */
+export async function localUsers() {
+  return (await localRows('users')).filter((u) => u.active !== false)
+    .map((u) => ({ id: u.id, name: u.display_name || u.username, role: u.role, department: u.department }))
+    .sort((a, b) => String(a.name).localeCompare(String(b.name), 'zh-CN'));
+}
+export async function localDepartments() {
+  return (await localRows('departments')).map((d) => d.name || d.code).filter(Boolean);
+}
+
 /** Let the core lock after `minutes` idle (its own timer). False if it has none. */
 export function setIdleMinutes(minutes) {
   const f = fn(session, 'setIdleTimeout');

@@ -41,7 +41,7 @@ function complaintSteps(c) {
   return steps;
 }
 
-function stepForm(action, fields, run) {
+function stepForm(action, fields, run, choices = {}) {
   if (!fields) {
     return h('button', { type: 'button', class: 'btn primary', testid: `complaint-action-${action}`,
       onclick: async (e) => { e.target.disabled = true; try { await run({}); } catch (err) {
@@ -49,10 +49,13 @@ function stepForm(action, fields, run) {
     t(`act_${action}`));
   }
   const form = h('form', { class: 'stack', testid: `complaint-form-${action}` },
-    fields.map(([name, label, kind = 'text', required = true]) => field(name, t(label), {
-      type: Array.isArray(kind) ? 'text' : kind, options: Array.isArray(kind) ? kind : null,
-      required, testid: `complaint-${action}-${name}`,
-      ...(kind === 'number' ? { min: 1, max: 5, inputmode: 'numeric' } : {}) })),
+    fields.map(([name, label, kind = 'text', required = true]) => {
+      const k = choices[name] || kind; // a list of [value, label]: a select
+      return field(name, t(label), {
+        type: Array.isArray(k) ? 'text' : k, options: Array.isArray(k) ? k : null,
+        required, testid: `complaint-${action}-${name}`,
+        ...(k === 'number' ? { min: 1, max: 5, inputmode: 'numeric' } : {}) });
+    }),
     h('button', { type: 'submit', class: 'btn primary', testid: `complaint-action-${action}` }, t(`act_${action}`)));
   onSubmit(form, async (v) => {
     if (action === 'compensation') {
@@ -83,6 +86,15 @@ class ComplaintPage extends Screen {
       overdue ? badge(t('overdue'), 'bad', 'complaint-overdue') : null,
       v.hq_overdue ? badge(t('hq_overdue'), 'bad') : null, ...(await recordBadges('complaints', v)));
     const run = async (action, data) => {
+      if (action === 'compensation') {
+        // Requesting compensation goes to the node (the device core has no offline
+        // form of it); the change comes back with the next sync.
+        if (!navigator.onLine) throw new Error(t('online_only'));
+        await api.rest(`/api/v1/complaints/${v.id}/compensation`, { method: 'POST', body: data });
+        toast(t('saved_online'), 'ok');
+        api.syncNow();
+        return;
+      }
       await api.complaintAction(v.id, action, data);
       toast(t('saved'), 'ok');
       this.load();
@@ -99,7 +111,12 @@ class ComplaintPage extends Screen {
       v.compensation_fen ? [t('act_compensation'), [fmtMoney(v.compensation_fen), ' ',
         tc('st_', v.compensation_status)]] : null,
     ]);
-    const steps = complaintSteps(v).map(([a, f]) => stepForm(a, f, (d) => run(a, d)));
+    // Pickers for assigning: the branch's users and the departments this device holds.
+    const [users, depts] = await Promise.all([api.localUsers(), api.localDepartments()]);
+    const choices = {};
+    if (users.length) choices.handler_id = users.map((u) => [u.id, `${fmtName(u.name)}${u.department ? ` · ${u.department}` : ''}`]);
+    if (depts.length) choices.department = depts.map((d) => [d, d]);
+    const steps = complaintSteps(v).map(([a, f]) => stepForm(a, f, (d) => run(a, d), choices));
     return [head, h('section', { class: 'panel' }, facts),
       steps.length ? h('section', { class: 'panel', 'aria-label': t('status'), testid: 'complaint-steps' },
         h('div', { class: 'steps' }, steps)) : null];
