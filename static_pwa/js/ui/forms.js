@@ -83,7 +83,7 @@ class RegisterForm extends Screen {
     const form = h('form', { class: 'panel', testid: 'register-form' },
       field('name', t('f_name'), { required: true, autocomplete: 'off', testid: 'register-name', maxlength: 100 }),
       field('mobile', t('f_mobile'), { type: 'tel', inputmode: 'tel', autocomplete: 'off',
-        testid: 'register-mobile', hint: '138 0000 1111' }),
+        testid: 'register-mobile', hint: t('eg', { x: '138 0000 1111' }) }),
       field('source', t('f_source'), { options: opts('source_', ['walk_in', 'call', 'own_development', 'referral', 'agency']),
         value: ref ? 'referral' : 'walk_in', testid: 'register-source' }),
       field('intention', t('f_intention'), { type: 'checkbox', testid: 'register-intention' }),
