@@ -157,14 +157,14 @@ CUSTOMERS = {
 
 
 def seed(hq: Hq) -> Seeded:
-    """Branch S001 with two sales reps, a technician and an auditor; a general manager
-    at HQ; three customers (two the rep's, one another rep's) with mobile (confidential)
-    and ID number (secret) filled in."""
+    """Branch S001 with two sales reps; an auditor (reads no confidential class) and a
+    general manager at HQ; three customers (two rep1's, one rep2's) with mobile
+    (confidential) and ID number (secret) filled in."""
     hq.api("POST", "/api/v1/branches", "admin", {"code": "S001", "name": "上海店"},
            expect=201)
     for username, role, branch, display in (
             ("rep1", "sales_rep", "S001", "张伟"), ("rep2", "sales_rep", "S001", "刘洋"),
-            ("tech1", "technician", "S001", "陈静"), ("audit1", "auditor", None, "周敏"),
+            ("audit1", "auditor", None, "周敏"),
             ("gm", "general_manager", None, "孙总")):
         row = hq.api("POST", "/api/v1/users", "admin", {
             "username": username, "password": PASSWORD, "role": role, "branch": branch,
