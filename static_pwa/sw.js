@@ -7,7 +7,7 @@
 // Bump VERSION whenever a shell file changes: the new worker caches the new shell on
 // install and deletes older caches on activate, so all modules move together.
 
-const VERSION = 'v2';
+const VERSION = 'v3';
 const CACHE = `branchline-shell-${VERSION}`;
 
 const SHELL = [

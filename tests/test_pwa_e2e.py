@@ -410,10 +410,6 @@ def test_every_control_has_a_label(pwa_hq: Hq, browser: Browser) -> None:  # noq
 
 # --- What the app does not do yet (strict: each turns into a failure once it does) ----
 
-@pytest.mark.xfail(strict=True, reason=(
-    "static_pwa/js/core/session.js login() enrols the device and starts the sync triggers "
-    "(online, focus, every 60 s) but runs no first round: after an online sign-in the share "
-    "arrives only on a window focus, the 60 s timer or the 立即同步 button"))
 def test_the_first_online_sign_in_brings_the_share_without_pressing_sync(
         pwa_hq: Hq, browser: Browser) -> None:  # noqa: F811
     context, page = new_page(browser, "phone")

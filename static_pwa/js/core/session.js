@@ -86,6 +86,9 @@ export async function login(username, password) {
   await open(payload);
   unlocked.raw = bytes;
   sync.startTriggers();
+  // The first round right away: an online sign-in brings the user's share at once
+  // (not on the next focus or timer tick). Not awaited: the app opens meanwhile.
+  sync.syncNow().catch(() => {});
   return state();
 }
 
