@@ -12,11 +12,19 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema._entities import ENTITIES
-from schema._scope import BY_BRANCH, CHILDREN, Scope, customer_branches
+from schema._scope import (
+    BY_BRANCH,
+    CHILDREN,
+    DEVICE_EXCLUDED,
+    DEVICE_REDACTED,
+    Scope,
+    customer_holders,
+)
 from schema._tables import TABLES, sync_cells, sync_members, sync_rows, sync_tallies, table_rank
 from sync import PROTOCOL_VERSION, Batch, Cell, Member, Merge, Row, Tally
 
@@ -155,7 +163,7 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
             # Moved to another branch, or re-created (perhaps under another branch than
             # the generation the peer may hold): the peer's copy is out of date.
             changed_hands = tbl == "customers" and s.cl % 2 == 1 and (
-                (s.cl > 1 and whole) or _moved(cells.get(s.row_id, []), since))
+                (s.cl > 1 and whole) or _moved(cells.get(s.row_id, []), since, scope))
             if s.cl % 2 == 1 and s.row_id not in keep:
                 if changed_hands:
                     evictions.append((tbl, s.row_id))
@@ -168,7 +176,7 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
             row = _row(tbl, s, data.get(s.row_id), [x.get(s.row_id, []) for x in side],
                        whole, since, nodes, peer, fresh=s.row_id in entered)
             if row is not None:
-                rows.append(row)
+                rows.append(_redacted(row) if scope.device else row)
     if entered:
         children = await _children(conn, sorted(entered), nodes)
         # A child changed after the cursor is already in `rows`: send it once, whole.
@@ -211,20 +219,47 @@ def _columns(tables: set[str]) -> dict[str, list[str]]:
     return {t: list(ENTITIES[t].replicated_columns) for t in sorted(tables)}
 
 
-def _moved(cells: list[Any], start: Key) -> bool:
-    return any(c.col == "branch" and _after(c.seq, "customers", c.row_id, start)
-               for c in cells)
+def _moved(cells: list[Any], start: Key, scope: Scope) -> bool:
+    # A customer changes hands when its branch changes, or, for a peer holding one
+    # owner's customers, its owner (a handover).
+    cols = ("branch", "owner_id") if scope.owner is not None else ("branch",)
+    return any(c.col in cols and _after(c.seq, "customers", c.row_id, start) for c in cells)
+
+
+def _holds(scope: Scope, branch: str | None, owner: str | None) -> bool:
+    """Whether a peer holding `scope` holds a customer of `branch` owned by `owner`."""
+    return ((scope.branch is None or branch == scope.branch)
+            and (scope.owner is None or owner == scope.owner))
 
 
 async def _in_scope(conn: AsyncConnection, tbl: str, data: dict[str, _Values],
                     scope: Scope) -> set[str]:
+    if scope.device and tbl in DEVICE_EXCLUDED:
+        return set()
     if scope.everything or tbl not in BY_BRANCH | CHILDREN:
         return set(data)
+    if tbl == "customers":
+        return {i for i, d in data.items() if _holds(scope, d["branch"], d["owner_id"])}
     if tbl in BY_BRANCH:
-        return {i for i, d in data.items() if d["branch"] == scope.branch}
-    owners = await customer_branches(conn, [d["customer_id"] for d in data.values()
+        return {i for i, d in data.items() if scope.branch is None or d["branch"] == scope.branch}
+    holders = await customer_holders(conn, [d["customer_id"] for d in data.values()
                                             if d.get("customer_id")])
-    return {i for i, d in data.items() if owners.get(d.get("customer_id") or "") == scope.branch}
+    return {i for i, d in data.items()
+            if (h := holders.get(d.get("customer_id") or "")) is not None and _holds(scope, *h)}
+
+
+def _redacted(row: Row) -> Row:
+    """`row` without the columns a device must not hold (`DEVICE_REDACTED`), blanked."""
+    column = DEVICE_REDACTED.get(row.tbl)
+    if column is None:
+        return row
+    values = row.values
+    if values is not None:
+        values = list(values)
+        values[ENTITIES[row.tbl].replicated_columns.index(column)] = ""
+    cells = [Cell(c.col, "", c.clock, c.origin, c.rank, c.lineage) if c.col == column else c
+             for c in row.cells]
+    return msgspec.structs.replace(row, values=values, cells=cells)
 
 
 async def _sides(conn: AsyncConnection, tbl: str, ids: list[str]

@@ -27,15 +27,28 @@ HQ_ONLY_WRITES = REFERENCE | {"users", "key_grants"}
 """Tables only headquarters may change."""
 
 
+DEVICE_EXCLUDED = frozenset({"audit_log", "read_audit", "key_grants"})
+"""Tables no device holds: the audit trail is for auditors, and each node's key grants
+are its own (a device gets its grants at enrolment)."""
+DEVICE_REDACTED = {"users": "password_hash"}
+"""Columns a device receives blanked: users travel to devices (handlers, technicians to
+pick offline) without the password hashes a lost tablet would expose."""
+
+
 @dataclass(frozen=True)
 class Scope:
-    """What a peer holds: everything (HQ) or one branch's share."""
+    """What a peer holds: everything (HQ) or one branch's share; a device's share may be
+    narrowed to one owner's customers (a sales rep's tablet) and leaves out
+    `DEVICE_EXCLUDED`."""
 
     branch: str | None = None
+    owner: str | None = None
+    """Only customers owned by this user (and their children)."""
+    device: bool = False
 
     @property
     def everything(self) -> bool:
-        return self.branch is None
+        return self.branch is None and self.owner is None and not self.device
 
 
 async def customer_branches(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, str | None]:
@@ -46,4 +59,17 @@ async def customer_branches(conn: AsyncConnection, ids: Iterable[str]) -> dict[s
     for listed in among(conn.dialect, customers.c.id, wanted):
         rows = await conn.execute(select(customers.c.id, customers.c.branch).where(listed))
         out.update({r.id: r.branch for r in rows})
+    return out
+
+
+async def customer_holders(conn: AsyncConnection, ids: Iterable[str]
+                           ) -> dict[str, tuple[str | None, str | None]]:
+    """The branch and owner of each customer id that exists locally."""
+    customers = TABLES["customers"]
+    out: dict[str, tuple[str | None, str | None]] = {}
+    wanted = sorted(set(ids))
+    for listed in among(conn.dialect, customers.c.id, wanted):
+        rows = await conn.execute(select(customers.c.id, customers.c.branch,
+                                         customers.c.owner_id).where(listed))
+        out.update({r.id: (r.branch, r.owner_id) for r in rows})
     return out

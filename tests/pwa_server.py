@@ -7,8 +7,8 @@ Playwright drives /usr/bin/chromium (Debian's package, installed by .ci/run and
 ./dev test; a browser is never downloaded). Screenshots go to tests/artifacts/pwa/
 (not tracked), at a phone's 390×844 and a store PC's 1280×800.
 
-Test modules import the fixtures `pwa_hq` and `browser` (session scope: one server and
-one browser per test process; each test opens its own browser context, so its own
+Test modules import the fixtures `pwa_hq` (session scope: one server per test process)
+and `browser` (one per test; each test opens its own browser context, so its own
 IndexedDB, service worker and cache).
 """
 
@@ -236,11 +236,16 @@ def _close(running: tuple[Playwright, Browser]) -> None:
         pw.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
-    """Debian's chromium under Playwright, one per test process."""
-    with _shared_one("browser", _launch, _close) as (_, b):
-        yield b
+    """Debian's chromium under Playwright, one per test: Playwright's sync API runs an
+    event loop in this thread while it is started, and the asyncio tests pytest-xdist
+    schedules on the same worker in between need the thread without one."""
+    running = _launch()
+    try:
+        yield running[1]
+    finally:
+        _close(running)
 
 
 def new_page(browser: Browser, size: str = "phone") -> tuple[BrowserContext, Page]:

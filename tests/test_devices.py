@@ -17,6 +17,7 @@ from schema import ENTITIES, TABLES, new_id, nodes, sync_rows, utcnow
 from server.node import Node
 from server.services import customers as customer_service
 from server.services import devices as device_service
+from server.services import registration
 from server.services import sync as sync_service
 from server.services.principal import Principal
 from sync import (
@@ -299,3 +300,54 @@ async def test_device_push_relayed_by_branch(tmp_path: Path, client: Client, nod
         assert user == rep.id
     finally:
         await b.close()
+
+
+async def _pull_all(client: Client, dev: Device, cursor: str = "") -> list[Batch]:
+    batches = []
+    while True:
+        r = await signed(client, dev, "/sync/v1/pull", PullRequest(
+            protocol=PROTOCOL_VERSION, schema=1, node=dev.id, cursor=cursor))
+        assert r.status_code == 200, r.text
+        batch = decode(r.content)
+        assert isinstance(batch, Batch)
+        batches.append(batch)
+        cursor = batch.cursor
+        if not batch.more:
+            return batches
+
+
+async def test_device_rep_holds_own_customers(client: Client, node: Node, org: None) -> None:
+    """[device-rep-holds-own-customers] A sales rep's device holds the customers the rep
+    owns (and their children), as the API shows them; a handover moves a customer onto
+    the new owner's device whole and evicts it from the old one. No device holds the
+    audit trail or other nodes' key grants, and users arrive without password hashes."""
+    gm = await add_user(node, "gm", "general_manager")
+    rep = await add_user(node, "rep", "sales_rep", "S001")
+    rep2 = await add_user(node, "rep2", "sales_rep", "S001")
+    mine = await customer(node, gm, "我的顾客", "S001", rep)
+    theirs = await customer(node, gm, "同事的顾客", "S001", rep2, mobile="13900003333")
+    await customer_service.create_contact(node, gm, theirs, {"name": "同事顾客联系人"})
+    dev, dev2 = await enrol(client, node, rep, Device()), await enrol(client, node, rep2, Device())
+    first = await _pull_all(client, dev)
+    rows = [row for b in first for row in b.rows]
+    held = {(row.tbl, row.id) for row in rows}
+    assert ("customers", mine) in held and ("customers", theirs) not in held
+    assert not any(row.tbl == "contacts" for row in rows)  # only the colleague's has one
+    assert not {row.tbl for row in rows} & {"audit_log", "read_audit", "key_grants"}
+    users_cols = first[0].columns.get("users") or next(
+        b.columns["users"] for b in first if "users" in b.columns)
+    hashes = {row.values[users_cols.index("password_hash")] for row in rows
+              if row.tbl == "users" and row.values is not None}
+    assert hashes == {""}
+    # rep2 hands the customer to rep: it arrives on rep's device with its contact, and
+    # leaves rep2's.
+    await _pull_all(client, dev2)
+    cursor2 = (await _pull_all(client, dev2))[-1].cursor
+    await registration.hand_over(node, gm, from_user=rep2.id, to_user=rep.id,
+                                 customer_ids=[theirs], reason="离职交接", notify=False)
+    later = await _pull_all(client, dev, first[-1].cursor)
+    got = {(row.tbl, row.id) for b in later for row in b.rows}
+    assert ("customers", theirs) in got
+    assert any(row.tbl == "contacts" for b in later for row in b.rows)
+    gone = await _pull_all(client, dev2, cursor2)
+    assert ("customers", theirs) in {tuple(e) for b in gone for e in b.evictions}

@@ -408,7 +408,7 @@ def test_every_control_has_a_label(pwa_hq: Hq, browser: Browser) -> None:  # noq
     context.close()
 
 
-# --- What the app does not do yet (strict: each turns into a failure once it does) ----
+# --- The share a device holds -------------------------------------------------------
 
 def test_the_first_online_sign_in_brings_the_share_without_pressing_sync(
         pwa_hq: Hq, browser: Browser) -> None:  # noqa: F811
@@ -420,11 +420,6 @@ def test_the_first_online_sign_in_brings_the_share_without_pressing_sync(
         context.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a device pulls its branch's whole share (SPEC §20, server/services/devices.py) and "
-    "js/core/data.js searchCustomers/getCustomer apply no customer scope, so a sales rep's "
-    "app lists other reps' customers and holds their confidential values with the key to "
-    "read them, where the API shows a rep only their own (server/services/scope.py)"))
 def test_a_reps_device_lists_and_holds_only_the_reps_own_customers(
         pwa_hq: Hq, browser: Browser) -> None:  # noqa: F811
     zhao, wang = pwa_hq.seeded.customers["zhao"], pwa_hq.seeded.customers["wang"]

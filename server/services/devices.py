@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from schema import TABLES, new_id, node_meta, nodes, utcnow
+from schema import TABLES, Scope, new_id, node_meta, nodes, utcnow
 from server.keys import INDEX, grants_for
 from server.node import Node
 from server.services import audit
@@ -206,3 +206,16 @@ async def require_active_user(node: Node, device: dict[str, Any]) -> None:
             .where(node_meta.c.key == USER_META + device["id"]))).scalar()
     if not active:
         raise ForbiddenError("node revoked: the device's user is no longer active")
+
+
+async def scope_of(node: Node, device: dict[str, Any]) -> Scope:
+    """What a device holds (SPEC §20 [device-rep-holds-own-customers]): its branch's
+    share without the audit trail and others' key grants, and for a sales rep only the
+    customers they own, as the API shows them (server/services/scope.py)."""
+    async with node.db.read() as conn:
+        user = (await conn.execute(
+            select(users.c.id, users.c.role).select_from(node_meta.join(
+                users, users.c.id == node_meta.c.value))
+            .where(node_meta.c.key == USER_META + device["id"]))).first()
+    owner = user.id if user is not None and user.role == "sales_rep" else None
+    return Scope(device["branch"], owner=owner, device=True)

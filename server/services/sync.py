@@ -22,6 +22,7 @@ from schema._produce import parse_cursor
 from schema._scope import HQ_ONLY_WRITES
 from server.errors import BadRequestError
 from server.node import Node
+from server.services import devices
 from server.services.bundles import bundle_health
 from server.services.loyalty import post_pending
 from server.services.merges import settle_after_sync
@@ -49,7 +50,10 @@ async def pull(node: Node, peer: dict[str, Any], request: PullRequest) -> Batch:
     """The next page of changes in the peer's scope; a snapshot with `reset` when the
     peer's cursor is older than tombstones collected since."""
     _check(peer, request.protocol, request.node)
-    scope = Scope(peer["branch"]) if peer["kind"] != "hq" else Scope()
+    if peer["kind"] == "device":
+        scope = await devices.scope_of(node, peer)
+    else:
+        scope = Scope(peer["branch"]) if peer["kind"] != "hq" else Scope()
     try:
         batch = await next_page(node.db, sender=node.node_id, peer=peer["id"], scope=scope,
                                 cursor=request.cursor,
