@@ -131,16 +131,27 @@ def init_hq(data_dir: Path, key_file: Path | None, database_url: str | None, nam
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on.")
-def serve(data_dir: Path, host: str, port: int) -> None:
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Serve HTTPS with this certificate (PEM). Tablets reaching a store PC "
+                   "over the LAN need it: browsers run the offline web app only on a "
+                   "secure origin (HTTPS, or localhost).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The certificate's private key (PEM).")
+def serve(data_dir: Path, host: str, port: int, tls_cert: Path | None,
+          tls_key: Path | None) -> None:
     """Serve the node's API and web app."""
     from server.config import load_settings
     from server.serving import check_node, serve_forever
 
+    if (tls_cert is None) != (tls_key is None):
+        raise click.ClickException("--tls-cert and --tls-key go together")
     settings = load_settings(data_dir)
     run(check_node(settings))
+    scheme = "https" if tls_cert else "http"
     click.echo(f"Branchline {settings.node.role} '{settings.node.name}' serving at "
-               f"http://{host}:{port}/  (API docs: /schema)")
-    serve_forever(settings, host, port)
+               f"{scheme}://{host}:{port}/  (API docs: /schema)")
+    serve_forever(settings, host, port, tls_cert=str(tls_cert) if tls_cert else None,
+                  tls_key=str(tls_key) if tls_key else None)
 
 
 @main.group(cls=Group)

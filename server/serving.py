@@ -15,7 +15,11 @@ async def check_node(settings: Settings) -> None:
     await node.close()
 
 
-def serve_forever(settings: Settings, host: str, port: int) -> None:
-    """Serve until interrupted."""
+def serve_forever(settings: Settings, host: str, port: int, *, tls_cert: str | None = None,
+                  tls_key: str | None = None) -> None:
+    """Serve until interrupted; over HTTPS when given a certificate and its key (the web
+    app on a tablet needs a secure origin for its service worker and WebCrypto, which
+    browsers grant plain HTTP only on localhost)."""
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
-                access_log=False, server_header=False)
+                access_log=False, server_header=False, ssl_certfile=tls_cert,
+                ssl_keyfile=tls_key)

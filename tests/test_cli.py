@@ -406,3 +406,67 @@ def test_field_key_commands_refuse_cleanly_and_rotate(tmp_path: Path,
     assert "secret key now at version 2" in r.out and "destroyed: class:secret:1" in r.out
     r = cli(tmp_path, "keys", "rotate", "--data", str(data), "--class", "bogus")
     assert r.code == 2 and "Traceback" not in r.both
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "store-pc")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "store.crt", folder / "store.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_serve_over_https_for_tablets_on_the_lan(tmp_path: Path, hq: tuple[Path, Path]
+                                                 ) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    data, _ = hq
+    cert, key = _self_signed(tmp_path)
+    r = cli(tmp_path, "serve", "--data", str(data), "--tls-cert", str(cert))
+    assert_one_line_error(r, "--tls-cert and --tls-key go together")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRANCHLINE_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    proc = subprocess.Popen([str(BIN), "serve", "--data", str(data), "--port", str(port),
+                             "--tls-cert", str(cert), "--tls-key", str(key)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"https://127.0.0.1:{port}/health", verify=str(cert))
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+                time.sleep(0.2)
+        assert health.status_code == 200 and health.json()["role"] == "hq"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=3)  # TLS only
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert f"serving at https://127.0.0.1:{port}/" in out
