@@ -431,3 +431,22 @@ def test_a_reps_device_lists_and_holds_only_the_reps_own_customers(
         assert wang["id"] not in dump_text(dump_indexeddb(page)), "rep1's customer on rep2's device"
     finally:
         context.close()
+
+
+def test_remote_revocation_wipes_the_device(pwa_hq: Hq, browser: Browser) -> None:  # noqa: F811
+    """SPEC §20 [device-revoked-wipes], in the browser: a manager revokes a rep's tablet
+    at the node; its next sync is refused and the app wipes its store and keys, back to
+    the sign-in screen."""
+    hq = pwa_hq
+    context, page = new_page(browser, "phone")
+    grants = enrolments(page)
+    sign_in(page, hq, "rep2", pin=None)
+    holds(page, [hq.seeded.customers["zhao"]["id"]])
+    assert len(grants) == 1
+    hq.api("POST", f"/api/v1/devices/{grants[0]['node_id']}/revoke", "gm",
+           {"reason": "平板丢失"})
+    tid(page, "sync-button").click()
+    expect(tid(page, "login-form")).to_be_visible(timeout=15_000)
+    text = dump_text(dump_indexeddb(page))
+    assert hq.seeded.customers["zhao"]["name"] not in text and grants[0]["node_id"] not in text
+    context.close()
