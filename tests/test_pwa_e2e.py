@@ -450,3 +450,76 @@ def test_remote_revocation_wipes_the_device(pwa_hq: Hq, browser: Browser) -> Non
     text = dump_text(dump_indexeddb(page))
     assert hq.seeded.customers["zhao"]["name"] not in text and grants[0]["node_id"] not in text
     context.close()
+
+
+DATA = "await import('/js/core/data.js')"
+
+
+def test_service_work_done_offline_reaches_hq(pwa_hq: Hq, browser: Browser) -> None:  # noqa: F811
+    """The issue's other offline work: customer service accepts and assigns a complaint,
+    takes a service ticket and redeems points with no network; a technician confirms and
+    completes the dispatched ticket with no network; back online HQ has all of it, and
+    the redemption is in the balance exactly once (counter policy)."""
+    hq = pwa_hq
+    li = hq.seeded.customers["li"]
+    staff = {}
+    for username, role, display in (("svc1", "customer_service", "王客服"),
+                                    ("tech1", "technician", "李师傅")):
+        staff[username] = hq.api("POST", "/api/v1/users", "admin", {
+            "username": username, "password": PASSWORD, "role": role, "branch": "S001",
+            "display_name": display}, expect=201)["id"]
+    before = hq.api("GET", f"/api/v1/customers/{li['id']}/points", "gm")["balance"]
+    hq.api("POST", "/api/v1/points/earn", "gm", {"member_id": li["id"], "points": 500},
+           expect=201)
+
+    context, page = new_page(browser, "pc")
+    sign_in(page, hq, "svc1", pin=None)
+    holds(page, [li["id"]])
+    assert poll(page, f"async (id) => (await ({DATA}).getCustomer(id)).points >= 500",
+                li["id"])
+    context.set_offline(True)
+    done = page.evaluate(f"""async ([cid, me]) => {{
+        const d = {DATA};
+        const c = await d.logComplaint({{customer_id: cid, complainant: '李娜',
+            phone: '13812349876', demand: 'exchange', content: '热水器不出热水',
+            channel: 'phone'}});
+        await d.complaintAction(c.id, 'accept');
+        await d.complaintAction(c.id, 'assign', {{department: '客服部', handler_id: me}});
+        const t = await d.createTicket({{customer_id: cid, channel: 'phone',
+            description: '热水器上门检修'}});
+        await d.redeemPoints(cid, 200, '兑换保温杯');
+        return {{complaint: c.id, ticket: t.id, pending: (await d.status()).pending}};
+    }}""", [li["id"], staff["svc1"]])
+    assert done["pending"] >= 3
+    context.set_offline(False)
+    tid(page, "sync-button").click()
+    synced(page)
+    context.close()
+
+    complaint = hq.api("GET", f"/api/v1/complaints/{done['complaint']}", "gm")
+    assert complaint["status"] == "assigned" and complaint["handler_id"] == staff["svc1"]
+    assert complaint["created_by"] == staff["svc1"]
+    points = hq.api("GET", f"/api/v1/customers/{li['id']}/points", "gm")
+    assert points["balance"] == before + 500 - 200 and points["unposted_delta"] == 0
+    hq.api("POST", f"/api/v1/tickets/{done['ticket']}/dispatch", "gm",
+           {"technician_id": staff["tech1"]})
+
+    context, page = new_page(browser, "phone")
+    sign_in(page, hq, "tech1", pin=None)
+    assert poll(page, "async (id) => (await (await import('/js/core/store.js'))"
+                ".getRow('tickets', id))?.values?.status === 'dispatched'", done["ticket"])
+    context.set_offline(True)
+    page.evaluate(f"""async (id) => {{
+        const d = {DATA};
+        await d.ticketAction(id, 'confirm');
+        await d.ticketAction(id, 'arrive');
+        await d.ticketAction(id, 'complete', {{work_done: '更换温控器', consent: true,
+            signature: 'data:image/png;base64,iVBORw0KGgo='}});
+    }}""", done["ticket"])
+    context.set_offline(False)
+    tid(page, "sync-button").click()
+    synced(page)
+    context.close()
+    ticket = hq.api("GET", f"/api/v1/tickets/{done['ticket']}", "gm")
+    assert ticket["status"] == "done" and ticket["technician_id"] == staff["tech1"]
+    assert ticket["consent"] is True and ticket["work_done"] == "更换温控器"
