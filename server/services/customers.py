@@ -333,13 +333,11 @@ async def _page(conn: AsyncConnection, query: Select[Any], id_col: Any, cursor: 
     return rows, _cursor_encode(rows[-1]["id"]) if more and rows else None
 
 
-async def list_customers(node: Node, p: Principal, filters: dict[str, Any], q: str | None,
-                         cursor: str | None, limit: int
-                         ) -> tuple[list[dict[str, Any]], str | None]:
-    """Customers visible to `p`, newest first, filtered and searched."""
-    # Merged-away customers are not listed: their survivor stands for them.
-    query = select(customers).where(or_(customer_scope(p), granted_customers(p)),
-                                    customers.c.merged_into.is_(None))
+def filtered(node: Node, query: Select[Any], filters: dict[str, Any], q: str | None
+             ) -> tuple[Select[Any], dict[str, str]]:
+    """`query` narrowed by the customer list's filters (a column's own name, `tags`, the
+    blind-indexed `mobile` / `id_number`) and name search `q`; with the exact values a
+    blind-index match must be confirmed against (an index names a few candidates)."""
     exact: dict[str, str] = {}
     for key, value in filters.items():
         if value is None:
@@ -354,11 +352,24 @@ async def list_customers(node: Node, p: Principal, filters: dict[str, Any], q: s
             exact[key] = normalised
             query = query.where(customers.c[f"{key}_bidx"] == _blind(node, "customers", key,
                                                                      normalised))
-        else:
+        elif key in customers.c:
             query = query.where(customers.c[key] == value)
+        else:
+            raise FieldError(key, "is not a filter of customers")
     if q:
         term = clean_text("q", q) or ""
         query = query.where(customers.c.search_keys.like(_like(term.lower()), escape="\\"))
+    return query, exact
+
+
+async def list_customers(node: Node, p: Principal, filters: dict[str, Any], q: str | None,
+                         cursor: str | None, limit: int
+                         ) -> tuple[list[dict[str, Any]], str | None]:
+    """Customers visible to `p`, newest first, filtered and searched."""
+    # Merged-away customers are not listed: their survivor stands for them.
+    query, exact = filtered(node, select(customers).where(
+        or_(customer_scope(p), granted_customers(p)), customers.c.merged_into.is_(None)),
+        filters, q)
     async with node.db.read() as conn:
         rows, next_cursor = await _page(conn, query, customers.c.id, cursor, limit)
         if exact:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema import (
@@ -25,10 +25,7 @@ from schema import (
     SENSITIVE,
     TABLES,
     FieldError,
-    clean_text,
-    normalize_mobile,
     utcnow,
-    validate_id_number,
 )
 from server.node import Node
 from server.services import audit, records
@@ -152,26 +149,7 @@ def _query(node: Node, p: Principal, purpose: str, filters: dict[str, Any], q: s
              .outerjoin(users, users.c.id == customers.c.owner_id)
              .where(customer_scope(p), customers.c.merged_into.is_(None),
                     consent_clause(purpose)))
-    exact: dict[str, str] = {}
-    for key, value in filters.items():
-        if value is None:
-            continue
-        if key == "tags":
-            query = query.where(cast(customers.c.tags, Text).contains(
-                json.dumps(value, ensure_ascii=False), autoescape=True))
-        elif key in ("mobile", "id_number"):
-            normalised = (normalize_mobile if key == "mobile" else validate_id_number)(key, value)
-            exact[key] = normalised
-            query = query.where(customers.c[f"{key}_bidx"] == archive._blind(
-                node, "customers", key, normalised))
-        elif key in customers.c:
-            query = query.where(customers.c[key] == value)
-        else:
-            raise FieldError(key, "is not a filter of customers")
-    if q:
-        term = (clean_text("q", q) or "").lower()
-        query = query.where(customers.c.search_keys.like(archive._like(term), escape="\\"))
-    return query, exact
+    return archive.filtered(node, query, filters, q)
 
 
 async def _confirmed(node: Node, conn: AsyncConnection, rows: list[dict[str, Any]],
