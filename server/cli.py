@@ -2,76 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
-import threading
-import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from branches import BranchError
-from crypto import CryptoError
-from schema import ROLES, SchemaError
+from schema import ROLES
+from server.cli_base import DataDir, Group, run, secret_from
+from server.cli_base import with_node as _with_node
 from server.errors import NodeError
-
-T = TypeVar("T")
-DataDir = click.Path(file_okay=False, path_type=Path)
-
-
-def _join_sqlite_workers(timeout: float = 5.0) -> None:
-    """Wait for aiosqlite worker threads still winding down. A connection that failed to
-    open (e.g. a wrong key) is stopped without being awaited; if the loop closes first,
-    its thread prints an "Event loop is closed" traceback."""
-    deadline = time.monotonic() + timeout
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and thread.name.endswith(
-                "(_connection_worker_thread)"):
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; known errors become one line on stderr and exit status 1."""
-    try:
-        with asyncio.Runner() as runner:
-            try:
-                return runner.run(coro)
-            finally:
-                _join_sqlite_workers()  # while the loop is still open
-    except (NodeError, SchemaError, CryptoError, BranchError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-class Group(click.Group):
-    """Turns any escaped exception into a one-line message instead of a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except KeyboardInterrupt:
-            raise click.exceptions.Exit(130) from None
-        except (NodeError, SchemaError, CryptoError, BranchError) as exc:
-            raise click.ClickException(str(exc)) from None
-        except Exception as exc:  # the last line of defence for the user's terminal
-            raise click.ClickException(f"internal error: {type(exc).__name__}: {exc}") from None
-
-
-def secret_from(env_name: str, prompt: str, *, confirm: bool = True) -> str:
-    """A secret from an environment variable, else one line of stdin (or a prompt)."""
-    value = os.environ.get(env_name)
-    if value:
-        return value
-    if sys.stdin.isatty():
-        return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
-    line = sys.stdin.readline().rstrip("\n")
-    if not line:
-        raise click.ClickException(f"no secret given: set {env_name} or pipe it on stdin")
-    return line
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -236,17 +177,6 @@ def rekey(data_dir: Path) -> None:
         click.echo(f"Database re-encrypted; new key in {settings.node.key_file}")
 
 
-async def _with_node(data_dir: Path, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    from server.config import load_settings
-    from server.node import open_node
-
-    node = await open_node(load_settings(data_dir))
-    try:
-        return await work(node)
-    finally:
-        await node.close()
-
-
 @init.command("branch")
 @click.option("--data", "data_dir", type=DataDir, required=True, help="Data directory to create.")
 @click.option("--enrol", "enrol_file", required=True,
@@ -259,7 +189,7 @@ def init_branch(data_dir: Path, enrol_file: Path, upstream: str | None,
                 key_file: Path | None) -> None:
     """Create a branch node from an enrolment file. The one-time passphrase comes
     from BRANCHLINE_ENROL_PASSPHRASE or stdin."""
-    from branches import BranchError, read_enrolment
+    from branches import read_enrolment
     from crypto import NodeKey
     from schema import utcnow
     from server.node import init_node
@@ -475,7 +405,6 @@ def node_revoke(data_dir: Path, node_id: str | None, branch_code: str | None,
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def sync_cmd(data_dir: Path, as_json: bool) -> None:
     """Sync once with headquarters; exits non-zero on failure."""
-    from branches import BranchError
     from server.services.upstream import sync_now
 
     try:

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
-from server.cli import _with_node, run, secret_from
+from server.cli_base import run, secret_from
+from server.cli_base import with_node as _with_node
 from server.node import Node
 from server.services.principal import Principal
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from server.cli import Group
 from server.cli_acting import as_user, run_as
+from server.cli_base import Group
 from server.node import Node
 from server.services.principal import Principal
 

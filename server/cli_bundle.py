@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from server.cli import Group, _with_node, run
+from server.cli_base import Group, run
+from server.cli_base import with_node as _with_node
 
 DataDir = click.Path(file_okay=False, path_type=Path)
 

@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from schema import DESTRUCTION_STATES
-from server.cli import Group
 from server.cli_acting import run_as
+from server.cli_base import Group
 from server.node import Node
 from server.services.principal import Principal
 

@@ -22,7 +22,6 @@ from schema._produce import parse_cursor
 from schema._scope import HQ_ONLY_WRITES
 from server.errors import BadRequestError
 from server.node import Node
-from server.services import devices
 from server.services.bundles import bundle_health
 from server.services.loyalty import post_pending
 from server.services.merges import settle_after_sync
@@ -51,7 +50,10 @@ async def pull(node: Node, peer: dict[str, Any], request: PullRequest) -> Batch:
     peer's cursor is older than tombstones collected since."""
     _check(peer, request.protocol, request.node)
     if peer["kind"] == "device":
-        scope = await devices.scope_of(node, peer)
+        # Imported here: devices → nodes → bundles → this module.
+        from server.services.devices import scope_of
+
+        scope = await scope_of(node, peer)
     else:
         scope = Scope(peer["branch"]) if peer["kind"] != "hq" else Scope()
     try:
