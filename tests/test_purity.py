@@ -83,3 +83,30 @@ def test_the_write_path_check_would_catch_a_side_door(tmp_path: Path) -> None:
     assert WRITE_CALL.search(line) and WRITE_CALL.search(line).group(1) in REPLICATED  # type: ignore[union-attr]
     assert WRITE_FUNC.search("update(t).where(t.c.id == 1)").group(2) in REPLICATED  # type: ignore[union-attr]
     assert SQL_WRITE.search('text("UPDATE customers SET name = 1")')
+
+
+def test_every_module_imports_first() -> None:
+    """Any module can be the first of ours a process imports (a command, a worker, a
+    test): no import cycle that only some orders survive."""
+    import importlib
+    import pkgutil
+    import sys
+
+    ours = ("server", "branches", "schema", "sync", "crypto")
+    names = [m.name for pkg in ours
+             for m in pkgutil.walk_packages([str(ROOT / pkg)], f"{pkg}.")] + list(ours)
+    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in ours}
+    failures = []
+    try:
+        for name in sorted(names):
+            for k in [k for k in sys.modules if k.split(".")[0] in ours]:
+                del sys.modules[k]
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:
+                failures.append(f"{name}: {exc}")
+    finally:
+        for k in [k for k in sys.modules if k.split(".")[0] in ours]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+    assert failures == []
