@@ -523,3 +523,37 @@ def test_service_work_done_offline_reaches_hq(pwa_hq: Hq, browser: Browser) -> N
     ticket = hq.api("GET", f"/api/v1/tickets/{done['ticket']}", "gm")
     assert ticket["status"] == "done" and ticket["technician_id"] == staff["tech1"]
     assert ticket["consent"] is True and ticket["work_done"] == "更换温控器"
+
+
+def test_a_conflict_is_shown_on_its_record(pwa_hq: Hq, browser: Browser) -> None:  # noqa: F811
+    """A complaint accepted on an offline tablet while HQ declined it: after sync the
+    furthest state wins everywhere (state policy) and the losing write is a conflict
+    record, shown on the complaint on the tablet."""
+    hq = pwa_hq
+    wang = hq.seeded.customers["wang"]
+    hq.api("POST", "/api/v1/users", "admin", {
+        "username": "svc2", "password": PASSWORD, "role": "customer_service",
+        "branch": "S001", "display_name": "赵客服"}, expect=201)
+    context, page = new_page(browser, "pc")
+    sign_in(page, hq, "svc2", pin=None)
+    holds(page, [wang["id"]])
+    cid = page.evaluate(f"""async (cid) => (await ({DATA}).logComplaint({{customer_id: cid,
+        complainant: '王芳', phone: '13912345678', demand: 'refund', content: '洗衣机漏水',
+        channel: 'phone'}})).id""", wang["id"])
+    tid(page, "sync-button").click()
+    synced(page)
+    context.set_offline(True)
+    page.evaluate(f"async (id) => {{ await ({DATA}).complaintAction(id, 'accept'); }}", cid)
+    hq.api("POST", f"/api/v1/complaints/{cid}/decline", "gm", {"reason": "不属于本店产品"})
+    context.set_offline(False)
+    tid(page, "sync-button").click()
+    synced(page)
+    tid(page, "sync-button").click()
+    synced(page)
+    assert poll(page, f"async (id) => (await ({DATA}).conflicts('complaints', id)).length > 0",
+                cid), "the conflict record did not reach the tablet"
+    assert hq.api("GET", f"/api/v1/complaints/{cid}", "gm")["status"] == "accepted"
+    page.evaluate(f"location.hash = '#/complaint/{cid}'")
+    expect(page.locator("[data-testid=conflict-badge]").first).to_be_visible(timeout=10_000)
+    screenshots(page, "complaint-conflict")
+    context.close()
