@@ -557,3 +557,23 @@ def test_a_conflict_is_shown_on_its_record(pwa_hq: Hq, browser: Browser) -> None
     expect(page.locator("[data-testid=conflict-badge]").first).to_be_visible(timeout=10_000)
     screenshots(page, "complaint-conflict")
     context.close()
+
+
+def test_an_idle_tablet_locks_and_the_pin_opens_it(pwa_hq: Hq, browser: Browser) -> None:  # noqa: F811
+    """Left idle, the app locks: class keys leave memory, the lock screen shows, and the
+    PIN set while online opens it again (offline too)."""
+    hq = pwa_hq
+    context, page = new_page(browser, "phone")
+    sign_in(page, hq, "rep1")
+    holds(page, [hq.seeded.customers["wang"]["id"]])
+    context.set_offline(True)
+    page.evaluate("async () => (await import('/js/core/session.js')).setIdleTimeout(500)")
+    expect(tid(page, "unlock-form")).to_be_visible(timeout=10_000)
+    assert page.evaluate("async () => (await import('/js/core/session.js')).state().locked")
+    page.evaluate("async () => (await import('/js/core/session.js')).setIdleTimeout(0)")
+    tid(page, "unlock-secret").fill(PIN)
+    tid(page, "unlock-submit").click()
+    expect(tid(page, "status-bar")).to_be_visible()
+    assert not page.evaluate(
+        "async () => (await import('/js/core/session.js')).state().locked")
+    context.close()
