@@ -222,14 +222,17 @@ def _columns(tables: set[str]) -> dict[str, list[str]]:
 def _moved(cells: list[Any], start: Key, scope: Scope) -> bool:
     # A customer changes hands when its branch changes, or, for a peer holding one
     # owner's customers, its owner (a handover).
-    cols = ("branch", "owner_id") if scope.owner is not None else ("branch",)
+    cols = ("branch", *(("owner_id",) if scope.owner is not None else ()),
+            *(("department",) if scope.department is not None else ()))
     return any(c.col in cols and _after(c.seq, "customers", c.row_id, start) for c in cells)
 
 
-def _holds(scope: Scope, branch: str | None, owner: str | None) -> bool:
-    """Whether a peer holding `scope` holds a customer of `branch` owned by `owner`."""
+def _holds(scope: Scope, branch: str | None, owner: str | None, department: str | None
+           ) -> bool:
+    """Whether a peer holding `scope` holds a customer of `branch`, `owner`, `department`."""
     return ((scope.branch is None or branch == scope.branch)
-            and (scope.owner is None or owner == scope.owner))
+            and (scope.owner is None or owner == scope.owner)
+            and (scope.department is None or department == scope.department))
 
 
 async def _in_scope(conn: AsyncConnection, tbl: str, data: dict[str, _Values],
@@ -239,7 +242,8 @@ async def _in_scope(conn: AsyncConnection, tbl: str, data: dict[str, _Values],
     if scope.everything or tbl not in BY_BRANCH | CHILDREN:
         return set(data)
     if tbl == "customers":
-        return {i for i, d in data.items() if _holds(scope, d["branch"], d["owner_id"])}
+        return {i for i, d in data.items()
+                if _holds(scope, d["branch"], d["owner_id"], d["department"])}
     if tbl in BY_BRANCH:
         return {i for i, d in data.items() if scope.branch is None or d["branch"] == scope.branch}
     holders = await customer_holders(conn, [d["customer_id"] for d in data.values()

@@ -44,11 +44,14 @@ class Scope:
     branch: str | None = None
     owner: str | None = None
     """Only customers owned by this user (and their children)."""
+    department: str | None = None
+    """Only customers of this department (and their children)."""
     device: bool = False
 
     @property
     def everything(self) -> bool:
-        return self.branch is None and self.owner is None and not self.device
+        return (self.branch is None and self.owner is None and self.department is None
+                and not self.device)
 
 
 async def customer_branches(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, str | None]:
@@ -63,13 +66,14 @@ async def customer_branches(conn: AsyncConnection, ids: Iterable[str]) -> dict[s
 
 
 async def customer_holders(conn: AsyncConnection, ids: Iterable[str]
-                           ) -> dict[str, tuple[str | None, str | None]]:
-    """The branch and owner of each customer id that exists locally."""
+                           ) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """The branch, owner and department of each customer id that exists locally."""
     customers = TABLES["customers"]
-    out: dict[str, tuple[str | None, str | None]] = {}
+    out: dict[str, tuple[str | None, str | None, str | None]] = {}
     wanted = sorted(set(ids))
     for listed in among(conn.dialect, customers.c.id, wanted):
         rows = await conn.execute(select(customers.c.id, customers.c.branch,
-                                         customers.c.owner_id).where(listed))
-        out.update({r.id: (r.branch, r.owner_id) for r in rows})
+                                         customers.c.owner_id, customers.c.department
+                                         ).where(listed))
+        out.update({r.id: (r.branch, r.owner_id, r.department) for r in rows})
     return out

@@ -351,3 +351,21 @@ async def test_device_rep_holds_own_customers(client: Client, node: Node, org: N
     assert any(row.tbl == "contacts" for b in later for row in b.rows)
     gone = await _pull_all(client, dev2, cursor2)
     assert ("customers", theirs) in {tuple(e) for b in gone for e in b.evictions}
+
+
+async def test_device_manager_holds_own_department(client: Client, node: Node, org: None
+                                                   ) -> None:
+    """[device-rep-holds-own-customers] A department manager's device holds their
+    department's customers, as the API shows them, not the whole branch."""
+    gm = await add_user(node, "gm", "general_manager")
+    mgr = await add_user(node, "mgr", "dept_manager", "S001", "销售部")
+    ids = {}
+    for dept, mobile in (("销售部", "13900004444"), ("客服部", "13900005555")):
+        row = await customer_service.create_customer(node, gm, {
+            "name": f"{dept}顾客", "customer_type": "person", "source": "call",
+            "branch": "S001", "department": dept, "mobile": mobile}, [])
+        ids[dept] = row["id"]
+    dev = await enrol(client, node, mgr, Device())
+    held = {row.id for b in await _pull_all(client, dev) for row in b.rows
+            if row.tbl == "customers"}
+    assert ids["销售部"] in held and ids["客服部"] not in held

@@ -210,12 +210,15 @@ async def require_active_user(node: Node, device: dict[str, Any]) -> None:
 
 async def scope_of(node: Node, device: dict[str, Any]) -> Scope:
     """What a device holds (SPEC §20 [device-rep-holds-own-customers]): its branch's
-    share without the audit trail and others' key grants, and for a sales rep only the
-    customers they own, as the API shows them (server/services/scope.py)."""
+    share without the audit trail and others' key grants, narrowed as the API narrows
+    what its user sees (server/services/scope.py): a sales rep's own customers, a
+    department manager's department."""
     async with node.db.read() as conn:
         user = (await conn.execute(
-            select(users.c.id, users.c.role).select_from(node_meta.join(
-                users, users.c.id == node_meta.c.value))
+            select(users.c.id, users.c.role, users.c.department).select_from(
+                node_meta.join(users, users.c.id == node_meta.c.value))
             .where(node_meta.c.key == USER_META + device["id"]))).first()
-    owner = user.id if user is not None and user.role == "sales_rep" else None
-    return Scope(device["branch"], owner=owner, device=True)
+    role = user.role if user is not None else None
+    return Scope(device["branch"], owner=user.id if role == "sales_rep" and user else None,
+                 department=user.department if role == "dept_manager" and user else None,
+                 device=True)
