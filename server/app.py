@@ -16,7 +16,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
-from server.api import access, accounts, analytics, care, registration, service_desk
+from server.api import access, accounts, analytics, care, pwa, registration, service_desk
 from server.api import audit as audit_api
 from server.api import devices as devices_api
 from server.api import reports as reports_api
@@ -78,7 +78,7 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
             *audit_api.ROUTES,
             *retention_api.ROUTES,
             *reports_api.ROUTES,
-            *transfer_api.ROUTES,
+            *transfer_api.ROUTES, *pwa.ROUTES,
             *devices_api.ROUTES,
             create_static_files_router(path="/", directories=[STATIC], html_mode=True,
                                        opt={"exclude_from_auth": True},

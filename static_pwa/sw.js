@@ -4,10 +4,11 @@
 // never here: /api/, /sync/, /schema and /health always go to the network and are
 // never cached.
 //
-// Bump VERSION whenever a shell file changes: the new worker caches the new shell on
+// The node serving this file stamps VERSION with a digest of the shell it serves
+// (server/api/pwa.py): a changed shell is a new worker, which caches the new shell on
 // install and deletes older caches on activate, so all modules move together.
 
-const VERSION = 'v3';
+const VERSION = 'dev';
 const CACHE = `branchline-shell-${VERSION}`;
 
 const SHELL = [
