@@ -577,3 +577,38 @@ def test_an_idle_tablet_locks_and_the_pin_opens_it(pwa_hq: Hq, browser: Browser)
     assert not page.evaluate(
         "async () => (await import('/js/core/session.js')).state().locked")
     context.close()
+
+
+def test_the_general_manager_works_the_manager_screens(pwa_hq: Hq, browser: Browser) -> None:  # noqa: F811
+    """Online manager screens: an access request in the approvals inbox is approved
+    there; complaint deadlines, sync health, a report and the three charts show."""
+    hq = pwa_hq
+    zhao = hq.seeded.customers["zhao"]
+    asked = hq.api("POST", "/api/v1/access-requests", "rep1", {
+        "kind": "view", "customer_id": zhao["id"], "purpose": "客户回访",
+        "reason": "同事休假", "hours": 24}, expect=201)
+    context, page = new_page(browser, "pc")
+    sign_in(page, hq, "gm", pin=None)
+    page.evaluate("location.hash = '#/manager/approvals'")
+    item = page.locator(f"[data-testid=approval-item][data-id='{asked['id']}']")
+    expect(item).to_be_visible(timeout=15_000)
+    screenshots(page, "manager-approvals")
+    item.locator("[data-testid=approval-approve]").click()
+    deadline = time.monotonic() + 15
+    while hq.api("GET", f"/api/v1/access-requests/{asked['id']}", "gm")["status"] != "approved":
+        assert time.monotonic() < deadline, "the approval did not reach the node"
+        time.sleep(0.3)
+    for tab in ("deadlines", "sync"):
+        page.evaluate(f"location.hash = '#/manager/{tab}'")
+        expect(tid(page, f"manager-{tab}")).to_be_visible(timeout=15_000)
+        expect(tid(page, "forbidden")).to_have_count(0)
+    page.evaluate("location.hash = '#/manager/analytics'")
+    for chart in ("contribution", "pyramid", "rfm"):
+        expect(tid(page, f"chart-{chart}")).to_be_visible(timeout=15_000)
+        assert tid(page, f"chart-{chart}").evaluate("e => e.tagName.toLowerCase()") == "svg" \
+            or tid(page, f"chart-{chart}").locator("svg").count() > 0
+    screenshots(page, "manager-analytics")
+    page.evaluate("location.hash = '#/manager/reports'")
+    tid(page, "report-show").click()
+    expect(tid(page, "report-view")).to_be_visible(timeout=15_000)
+    context.close()
