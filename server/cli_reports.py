@@ -14,17 +14,12 @@ from typing import Any
 
 import click
 
-from server.cli_acting import run_as
+from server.cli_acting import as_user, run_as
 from server.cli_base import Group
 from server.node import Node
 from server.services.principal import Principal
 
 DataDir = click.Path(file_okay=False, path_type=Path)
-# The same option as server.cli_acting.as_user, declared here so mypy can type it
-# (server.cli and server.cli_acting import each other, which hides its type).
-as_user = click.option(
-    "--as", "username", required=True, metavar="USERNAME",
-    help="Who is acting; their password comes from BRANCHLINE_PASSWORD or stdin.")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 TITLES = {"complaints": "Complaint statistics (投诉统计)", "sla": "SLA attainment",
           "visits": "Visit coverage against plan", "tickets": "Service tickets (维修单)",

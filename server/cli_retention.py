@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from schema import DESTRUCTION_STATES
-from server.cli_acting import run_as
+from server.cli_acting import as_user, run_as
 from server.cli_base import Group
 from server.node import Node
 from server.services.principal import Principal
@@ -26,11 +26,6 @@ request_id = click.argument("request_id", metavar="REQUEST_ID")
 decision = click.option("--decline", is_flag=True,
                         help="Decline the request instead (it ends there).")
 note_option = click.option("--note", help="A note kept with the decision.")
-# The same option as server/cli_acting.py's `as_user`, declared here: inside the import
-# cycle of the CLI modules mypy cannot always infer that one's type before it is used.
-as_user = click.option(
-    "--as", "username", required=True, metavar="USERNAME",
-    help="Who is acting; their password comes from BRANCHLINE_PASSWORD or stdin.")
 
 
 def _day(value: Any) -> str:
