@@ -27,25 +27,27 @@ T = TypeVar("T")
 DataDir = click.Path(file_okay=False, path_type=Path)
 
 
-def _join_sqlite_workers(timeout: float = 5.0) -> None:
-    """Wait for aiosqlite worker threads still winding down. A connection that failed to
-    open (e.g. a wrong key) is stopped without being awaited; if the loop closes first,
-    its thread prints an "Event loop is closed" traceback."""
+def _join_sqlite_workers(before: set[threading.Thread], timeout: float = 5.0) -> None:
+    """Wait for the aiosqlite worker threads this run started that are still winding
+    down. A connection that failed to open (e.g. a wrong key) is stopped without being
+    awaited; if the loop closes first, its thread prints an "Event loop is closed"
+    traceback. Threads that were there `before` (a host process's own connections, when
+    the CLI runs in-process) are not ours to wait for."""
     deadline = time.monotonic() + timeout
     for thread in threading.enumerate():
-        if thread is not threading.current_thread() and thread.name.endswith(
-                "(_connection_worker_thread)"):
+        if thread not in before and thread.name.endswith("(_connection_worker_thread)"):
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; known errors become one line on stderr and exit status 1."""
+    before = set(threading.enumerate())
     try:
         with asyncio.Runner() as runner:
             try:
                 return runner.run(coro)
             finally:
-                _join_sqlite_workers()  # while the loop is still open
+                _join_sqlite_workers(before)  # while the loop is still open
     except (NodeError, SchemaError, CryptoError, BranchError) as exc:
         raise click.ClickException(str(exc)) from None
 
