@@ -175,6 +175,36 @@ async def test_duplicates_by_blind_index_and_name_similarity(
 
 # -- collisions (撞单) -------------------------------------------------------------------
 
+async def test_collision_is_confirmed_by_decrypting_not_by_the_shared_index_bucket(
+        node: Node, org: None) -> None:
+    """The blind index is 16 bits: different numbers share buckets. Only customers whose
+    numbers decrypt equal are merged, however many others share their bucket."""
+    vault = node.db.vault
+    assert vault is not None
+    seen: dict[str, str] = {}
+    for n in range(100_000):
+        mobile = f"+86139{n:08d}"
+        bucket = vault.index("customers", "mobile", mobile)
+        if bucket in seen:
+            one, other = seen[bucket], mobile
+            break
+        seen[bucket] = mobile
+    rep = await add_user(node, "rep1", "sales_rep", "S001")
+    now = utcnow()
+    first = await _make(node, rep, mobile=one, registered_at=now - timedelta(hours=3))
+    neighbour = await _make(node, rep, mobile=other, registered_at=now - timedelta(hours=2))
+    later = await _make(node, rep, mobile=one, registered_at=now - timedelta(hours=1))
+    async with node.db.read() as conn:
+        got = (await conn.execute(select(TABLES["customers"].c.mobile_bidx).where(
+            TABLES["customers"].c.id.in_([first["id"], neighbour["id"], later["id"]]))
+        )).scalars().all()
+    assert len(set(got)) == 1  # all three in one bucket
+    assert await merges.settle(node.db, node.node_id, full=True) == (1, 0)
+    async with node.db.read() as conn:
+        assert await survivor_id(conn, later["id"]) == first["id"]
+        assert await survivor_id(conn, neighbour["id"]) == neighbour["id"]
+
+
 async def test_collision_earliest_registration_wins_and_the_later_rep_is_told(
         client: Client, node: Node, org: None) -> None:
     rep1 = await add_user(node, "rep1", "sales_rep", "S001")

@@ -357,6 +357,7 @@ async def _collisions(uow: UnitOfWork, changed: list[str] | None) -> int:
     conn, vault = uow.conn, uow.vault
     if vault is None:
         return 0
+    await vault.refresh_policy(conn)
     merged = 0
     live = customers.c.merged_into.is_(None)
     for column in COLLIDING:
@@ -371,23 +372,49 @@ async def _collisions(uow: UnitOfWork, changed: list[str] | None) -> int:
             if not wanted:
                 continue
             query = query.where(bidx.in_(sorted(wanted)))
-        for key in [r[0] for r in await conn.execute(query)]:
-            rows = [dict(r) for r in (await conn.execute(
-                select(customers).where(bidx == key, live))).mappings()]
-            plain = await plaintext(conn, vault, rows)
-            same: dict[str, list[dict[str, Any]]] = {}
-            for r in rows:
-                value = plain[r["id"]].get(column)
-                if isinstance(value, str):
-                    same.setdefault(value, []).append(r)
-            for _, group in sorted(same.items()):
-                group.sort(key=lambda r: (r["registered_at"], r["id"]))
-                for later in group[1:]:
-                    first = await uow.get("customers", group[0]["id"])
-                    assert first is not None
-                    await _collide(uow, first, later, column)
-                    merged += 1
+        # The index is 16 bits wide: at 100,000 customers most buckets hold several
+        # different numbers. So candidates are read a few hundred buckets at a time, with
+        # only the column to confirm, and opened in one call (not a query and a key
+        # load per bucket: that took a minute at 100,000).
+        buckets = [r[0] for r in await conn.execute(query.order_by(bidx))]
+        groups: list[list[str]] = []
+        for i in range(0, len(buckets), _BUCKETS_PER_READ):
+            groups += await _same_plaintext(conn, vault, column,
+                                            buckets[i:i + _BUCKETS_PER_READ])
+        for ids in groups:
+            rows = {r["id"]: dict(r) for r in (await conn.execute(
+                select(customers).where(customers.c.id.in_(ids), live))).mappings()}
+            group = sorted(rows.values(), key=lambda r: (r["registered_at"], r["id"]))
+            for later in group[1:]:
+                first = await uow.get("customers", group[0]["id"])
+                assert first is not None
+                await _collide(uow, first, later, column)
+                merged += 1
     return merged
+
+
+_BUCKETS_PER_READ = 500
+
+
+async def _same_plaintext(conn: AsyncConnection, vault: Vault, column: str,
+                          buckets: list[str]) -> list[list[str]]:
+    """Among live customers in these blind-index `buckets`: the ids of each set of two or
+    more whose `column` decrypts to the same value. A value this node cannot open
+    takes part in nothing."""
+    bidx = customers.c[f"{column}_bidx"]
+    mask = f"{column}_mask"
+    rows = [(r.id, {"id": r.id, column: r[1], mask: r[2]}, r[3]) for r in await conn.execute(
+        select(customers.c.id, customers.c[column], customers.c[mask], bidx).where(
+            customers.c.merged_into.is_(None), bidx.in_(buckets)))]
+    revealed = await vault.open_rows(conn, "customers", [(i, v) for i, v, _ in rows],
+                                     frozenset(SENSITIVE["customers"].values()))
+    opened = {row_id for _, row_id, cols in revealed if column in cols}
+    same: dict[tuple[str, str], list[str]] = {}
+    for row_id, values, bucket in rows:
+        value = values[column]
+        if row_id in opened and isinstance(value, str):
+            same.setdefault((bucket, value), []).append(row_id)
+    return [ids for _, ids in sorted(same.items()) if len(ids) > 1]
 
 
 async def _reconcile(uow: UnitOfWork, changed: list[str] | None) -> int:
