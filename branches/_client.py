@@ -178,9 +178,13 @@ async def _push(db: Database, up: Upstream, client: httpx.AsyncClient, page_rows
                               cursor=cursor, limit=page_rows)
 
     batch = await page(state["pushed"])
+    sent = False
     while True:
         following: asyncio.Task[Batch] | None = None
-        if batch.rows or batch.evictions:
+        # After a full page, the last page is sent even when empty: HQ settles a push
+        # (collisions, SPEC §16) when a page says no more follow.
+        if batch.rows or batch.evictions or sent:
+            sent = True
             sending = asyncio.create_task(call(client, up, "/sync/v1/push", PushRequest(
                 protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION, node=up.node_id,
                 batch=batch)))

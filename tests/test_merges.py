@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
-from schema import TABLES, utcnow
+from branches import sync_once
+from schema import TABLES, Scope, outgoing, peer_state, utcnow
 from server.node import Node
 from server.services import merges, registration
 from server.services.customers import (
@@ -333,6 +334,32 @@ async def test_two_stores_register_the_same_mobile_offline_one_owner_after_sync(
     finally:
         await s1.close()
         await s2.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_hq_settles_a_push_that_ends_exactly_on_a_page_boundary(
+        tmp_path: Path, node: Node, client: Client, backend: str) -> None:
+    """A push of exactly one full page ends with an empty page; HQ still hears that the
+    push is complete and resolves the collision it brought at once."""
+    s1, up1 = await branch_node(tmp_path, node, "S001")
+    try:
+        await add_user(node, "rep1", "sales_rep", "S001", "销售部")
+        await sync(s1, up1, client)
+        rep = await principal(s1, "rep1")
+        now = utcnow()
+        first = await _make(s1, rep, mobile="13800001111", registered_at=now - timedelta(hours=2))
+        later = await _make(s1, rep, mobile="13800001111", registered_at=now - timedelta(hours=1))
+        state = await peer_state(s1.db, up1.hq_node_id)
+        pending = await outgoing(s1.db, sender=s1.node_id, peer=up1.hq_node_id, scope=Scope(),
+                                 cursor=state["pushed"], limit=10_000)
+        assert not pending.more
+        report = await sync_once(s1.db, up1, max_skew_ms=60_000,
+                                 page_rows=len(pending.rows), client=client)
+        assert report.pushed_rows == len(pending.rows) and not report.messages
+        async with node.db.read() as conn:
+            assert await survivor_id(conn, later["id"]) == first["id"]
+    finally:
+        await s1.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
