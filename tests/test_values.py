@@ -58,3 +58,26 @@ def test_search_keys_hold_pinyin_and_initials() -> None:
     keys = search_keys("张三丰")
     assert "张三丰" in keys and "zhangsanfeng" in keys and "zsf" in keys
     assert search_keys("Acme Ltd") == "acme ltd"
+
+
+def test_search_keys_match_plain_pypinyin_on_many_names() -> None:
+    """schema._values converts each toned syllable once per process; the keys must be
+    what pypinyin's own `lazy_pinyin` and `Style.FIRST_LETTER` give."""
+    import random
+    import unicodedata
+
+    from pypinyin import Style, lazy_pinyin
+
+    rng = random.Random(7)
+    surnames = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓"
+                "曹彭曾肖田董袁潘单仇解区朴查")
+    given = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英乐行长重发都绿女吕律"
+    names = ["".join(rng.choice(surnames) + "".join(rng.choice(given) for _ in range(
+        rng.randint(1, 2)))) for _ in range(3000)]
+    names += ["单田芳", "曾国藩", "ABC公司", "李 四", "王小明2号", "重庆长乐行贸易有限公司"]
+    for name in names:
+        text = unicodedata.normalize("NFC", name).strip().lower()
+        syllables = [s for s in lazy_pinyin(text, errors="ignore") if s.strip()]
+        initials = "".join(s[0] for s in lazy_pinyin(text, style=Style.FIRST_LETTER,
+                                                      errors="ignore") if s.strip())
+        assert search_keys(name) == f"{text} {''.join(syllables)} {initials}", name
