@@ -130,6 +130,45 @@ def user_add(data_dir: Path, username: str, role: str, branch: str | None,
     click.echo(f"Added user {row['username']} ({row['role']}) id {row['id']}")
 
 
+@user.command("update")
+@click.option("--data", "data_dir", type=DataDir, required=True, help="The node's data directory.")
+@click.option("--username", required=True, help="The user to change.")
+@click.option("--role", type=click.Choice(ROLES), help="A new role.")
+@click.option("--branch", help="A new branch code; '-' for none (HQ staff).")
+@click.option("--department", help="A new department; '-' for none.")
+@click.option("--display-name", help="A new name shown in the app.")
+@click.option("--active/--inactive", default=None,
+              help="Reactivate, or deactivate (a departing employee).")
+def user_update(data_dir: Path, username: str, role: str | None, branch: str | None,
+                department: str | None, display_name: str | None,
+                active: bool | None) -> None:
+    """Change a user at headquarters. A new role, branch, department or --inactive ends
+    their sessions and revokes their devices (they wipe themselves)."""
+    from server.config import load_settings
+    from server.node import open_node
+    from server.services.users import update_user
+
+    settings = load_settings(data_dir)
+    given = {"role": role, "display_name": display_name, "active": active,
+             "branch": branch, "department": department}
+    change = {k: (None if v == "-" else v) for k, v in given.items() if v is not None}
+    if not change:
+        raise click.UsageError("nothing to change: give --role, --branch, --department, "
+                               "--display-name or --active/--inactive")
+
+    async def go() -> tuple[dict[str, Any], list[str]]:
+        node = await open_node(settings)
+        try:
+            return await update_user(node, None, username, change)
+        finally:
+            await node.close()
+
+    row, revoked = run(go())
+    state = "active" if row["active"] else "inactive"
+    click.echo(f"Updated user {row['username']} ({row['role']}, {row['branch'] or 'HQ'}, "
+               f"{state}); {len(revoked)} device(s) revoked")
+
+
 @main.command()
 @click.option("--data", "data_dir", type=DataDir, default=Path("branchline-demo"),
               show_default=True, help="Where to keep the demo node.")

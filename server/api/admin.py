@@ -22,6 +22,8 @@ from server.api.types import (
     RegionOut,
     UserCreate,
     UserOut,
+    UserPatch,
+    UserUpdated,
     changes,
     to_out,
     values,
@@ -70,6 +72,16 @@ class UserController(Controller):
         """Create a user (administrators)."""
         row = await users.create_user(node, request.user, **values(data))
         return to_out(row, UserOut)
+
+    @patch("/{user_id:uuid}")
+    async def update(self, request: Req, node: NodeDep, user_id: FromPath[UUID],
+                     data: JSONBody[UserPatch]) -> UserUpdated:
+        """Change a user (administrators, at headquarters). A new role, branch, department
+        or `active: false` ends the user's sessions and revokes their devices, which
+        wipe themselves; the user signs in again with the new rights."""
+        row, revoked = await users.update_user(node, request.user, str(user_id),
+                                               changes(data))
+        return UserUpdated(user=to_out(row, UserOut), devices_revoked=revoked)
 
 
 class OrgController(Controller):

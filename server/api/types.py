@@ -79,6 +79,22 @@ class UserCreate(Struct, forbid_unknown_fields=True, kw_only=True):
     department: Short | None = None
 
 
+class UserPatch(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A change to a user; a new role, branch, department or `active` flag ends their
+    sessions and revokes their devices (they sign in again with the new rights)."""
+
+    display_name: Text100 | UnsetType = UNSET
+    role: Role | UnsetType = UNSET
+    branch: Code | UnsetType | None = UNSET
+    department: Short | UnsetType | None = UNSET
+    active: bool | UnsetType = UNSET
+
+
+class UserUpdated(Struct, kw_only=True):
+    user: UserOut
+    devices_revoked: list[str]
+
+
 class Health(Struct, kw_only=True):
     node_id: str
     role: str

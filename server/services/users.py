@@ -8,10 +8,11 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from crypto import TokenError, dummy_hash, hash_password, verify_password
-from schema import ROLES, TABLES
+from schema import ROLES, TABLES, node_meta
+from server.errors import NodeError
 from server.node import Node
 from server.services import audit
 from server.services.errors import (
@@ -19,6 +20,7 @@ from server.services.errors import (
     ConflictError,
     FieldError,
     ForbiddenError,
+    NotFoundError,
     ThrottledError,
 )
 from server.services.principal import Principal
@@ -63,6 +65,77 @@ async def create_user(
                            object_id=row["id"], detail={"username": username, "role": role,
                                                         "branch": branch})
         return row
+
+
+_RIGHTS = ("role", "branch", "department", "active")
+"""Changes that alter what a user may see: they end the user's sessions and revoke the
+user's devices (a device keeps the field keys its user's role read; the app wipes
+itself when revoked, and the next sign-in enrols it afresh with the new rights)."""
+
+
+async def update_user(node: Node, actor: Principal | None, who: str,
+                      changes: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Change a user's name, role, branch, department or active flag, at headquarters
+    (users replicate from there). `who` is the user's id or username; `actor` None means
+    the node itself (CLI). Returns the
+    row and the ids of the devices revoked because the user's rights changed."""
+    from server.services import nodes as node_service
+    from server.services.devices import USER_META
+
+    if actor is not None and actor.role != "admin":
+        raise ForbiddenError("only an administrator can change users")
+    if node.role != "hq":
+        raise ForbiddenError("users are managed at headquarters")
+    unknown = sorted(set(changes) - {"display_name", *_RIGHTS})
+    if unknown:
+        raise FieldError(unknown[0], "cannot be changed here")
+    if "role" in changes and changes["role"] not in ROLES:
+        raise FieldError("role", f"must be one of {', '.join(ROLES)}")
+    async with node.db.write(node.node_id, actor.id if actor else None) as uow:
+        row = (await uow.conn.execute(select(users).where(or_(
+            users.c.id == who, users.c.username == who.strip().lower())))).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no user {who!r}")
+        if actor is not None and row["id"] == actor.id and changes.get("active") is False:
+            raise ConflictError("an administrator cannot deactivate themselves")
+        role = changes.get("role", row["role"])
+        branch = changes.get("branch", row["branch"])
+        if role in ("admin", "auditor") and branch:
+            raise FieldError("branch", f"a {role} works for the whole company")
+        if changes.get("branch") is not None:
+            found = await uow.conn.execute(select(branches.c.id).where(
+                branches.c.code == changes["branch"]))
+            if found.first() is None:
+                raise FieldError("branch", f"no branch {changes['branch']!r}")
+        changed = {k: v for k, v in changes.items() if row[k] != v}
+        if not changed:
+            return dict(row), []
+        rights = sorted(k for k in changed if k in _RIGHTS)
+        if rights:  # sessions signed for the old rights end now
+            changed["token_version"] = row["token_version"] + 1
+        updated = await uow.update("users", row["id"], changed)
+        await audit.append(uow, node, actor, "user_updated", object_table="users",
+                           object_id=row["id"], detail={
+                               "username": row["username"],
+                               "changed": {k: [row[k], v] for k, v in changes.items()
+                                           if k in changed}})
+        devices: list[str] = []
+        if rights:
+            devices = [r[0] for r in await uow.conn.execute(
+                select(node_meta.c.key).where(node_meta.c.key.startswith(USER_META),
+                                              node_meta.c.value == row["id"]))]
+    revoked: list[str] = []
+    for key in devices:
+        device_id = key.removeprefix(USER_META)
+        try:
+            await node_service.revoke(
+                node, node_id=device_id, branch=None, principal=actor,
+                reason=f"the user's {', '.join(rights)} changed: sign in again",
+                action="device_revoked")
+        except NodeError:
+            continue  # revoked already
+        revoked.append(device_id)
+    return dict(updated), revoked
 
 
 async def list_users(node: Node, actor: Principal) -> list[dict[str, Any]]:
