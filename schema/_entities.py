@@ -120,7 +120,8 @@ CUSTOMERS = Entity("customers", (
     Field(Column("id_copy_on_file", Boolean, nullable=False, default=False)),
     Field(Column("contract_signed", Boolean, nullable=False, default=False)),
     Field(Column("last_year_settled", Boolean, nullable=False, default=False)),
-    Field(Column("merged_into", String(36), index=True), merge=Merge.FIRST_WRITE),
+    # Indexed for merged rows only (schema/_tables.py): live customers are nearly all.
+    Field(Column("merged_into", String(36)), merge=Merge.FIRST_WRITE),
     Field(Column("secrecy", String(12), nullable=False, default=SECRECY_LEVELS[0])),
     Field(Column("consent_marketing", Boolean, nullable=False, default=False)),
     Field(Column("consent_sharing", Boolean, nullable=False, default=False)),

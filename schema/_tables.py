@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from schema._entities import ENTITIES
@@ -31,6 +32,13 @@ TABLES: dict[str, Table] = {
                 *(Index(f"ix_{name}_{'_'.join(cols)}", *cols) for cols in entity.extra_indexes))
     for name, entity in ENTITIES.items()
 }
+
+Index("ix_customers_merged_into", TABLES["customers"].c.merged_into,
+      sqlite_where=text("merged_into IS NOT NULL"),
+      postgresql_where=text("merged_into IS NOT NULL"))
+"""Who was merged into a customer. Partial: with every row in the index, SQLite (which
+keeps no statistics) took it for `merged_into IS NULL`, nearly every customer, and a
+page of the customer list walked and sorted them all (0.75 s at 100,000)."""
 
 node_meta = Table(
     "node_meta",

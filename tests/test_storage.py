@@ -112,6 +112,31 @@ async def test_migrations_match_the_declared_schema(node: Node) -> None:
     assert diff == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_customer_list_pages_walk_the_key_not_every_live_customer(
+        node: Node, backend: str) -> None:
+    """SQLite keeps no statistics: given an index holding every customer, it took it for
+    `merged_into IS NULL` (nearly all of them) and sorted them all for one page. The
+    index holds merged customers only, and still serves finding them."""
+    t = TABLES["customers"]
+
+    async def plan(query: Any) -> str:
+        async with node.db.read() as conn:
+            sql = str(query.compile(dialect=conn.dialect,
+                                    compile_kwargs={"literal_binds": True}))
+            return " | ".join(str(r[-1]) for r in await conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {sql}"))
+
+    live = t.c.merged_into.is_(None)
+    page = await plan(select(t.c.id).where(live).order_by(t.c.id.desc()).limit(51))
+    assert "merged_into" not in page and "TEMP B-TREE" not in page, page
+    branch = await plan(select(t.c.id).where(live, t.c.branch == "S001")
+                        .order_by(t.c.id.desc()).limit(51))
+    assert "ix_customers_branch" in branch and "merged_into" not in branch, branch
+    merged = await plan(select(t.c.id).where(t.c.merged_into == "0190a2a0-0000-7000"))
+    assert "ix_customers_merged_into" in merged, merged
+
+
 async def test_wrong_key_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "x.db")
     db = await Database.open(url, generate_db_key())
