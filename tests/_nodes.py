@@ -3,6 +3,7 @@ as one of its users. The HQ node and its test client come from the conftest fixt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,18 @@ async def principal(node: Node, username: str) -> Principal:
         row = (await conn.execute(select(users).where(users.c.username == username))
                ).mappings().one()
     return Principal.from_row(row)
+
+
+def colliding(node: Node, column: str, value: Callable[[int], str]) -> tuple[str, str]:
+    """Two different values of customers' `column` (made by `value(n)`) whose 16-bit
+    blind indexes collide on `node`."""
+    vault = node.db.vault
+    assert vault is not None
+    seen: dict[str, str] = {}
+    for n in range(100_000):
+        made = value(n)
+        key = vault.index("customers", column, made)
+        if key in seen:
+            return seen[key], made
+        seen[key] = made
+    raise AssertionError("no collision found")

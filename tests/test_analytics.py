@@ -37,6 +37,7 @@ from server.services import analytics_base, analytics_households, analytics_rfm
 from server.services import classification as classification_svc
 from server.services.errors import ForbiddenError
 from server.services.principal import Principal
+from tests._nodes import colliding
 from tests.conftest import add_user, login
 
 Client = AsyncTestClient[Any]
@@ -298,24 +299,10 @@ async def test_clv_is_aov_times_frequency_times_lifetime_times_margin(
 
 # -- householding ------------------------------------------------------------------------
 
-def _colliding(node: Node) -> tuple[str, str]:
-    """Two different ID numbers whose 16-bit blind indexes collide."""
-    vault = node.db.vault
-    assert vault is not None
-    seen: dict[str, str] = {}
-    for n in range(100_000):
-        value = f"11010119900101{n:04d}"
-        key = vault.index("customers", "id_number", value)
-        if key in seen:
-            return seen[key], value
-        seen[key] = value
-    raise AssertionError("no collision found")
-
-
 async def test_households_group_archives_sharing_an_id_number_confirmed_by_decrypting(
         node: Node, gm: Principal) -> None:
     ids = await dataset(node)
-    one, other = _colliding(node)
+    one, other = colliding(node, "id_number", lambda n: f"11010119900101{n:04d}")
     async with node.db.write(node.node_id, None) as uow:
         for name, value in (("c2", one), ("c5", one), ("c6", other), ("c11", one),
                             ("c7", "310101198001010000")):

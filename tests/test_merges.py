@@ -30,7 +30,7 @@ from server.services.customers import (
 from server.services.errors import NotFoundError
 from server.services.principal import Principal
 from server.services.records import survivor_id
-from tests._nodes import branch_node, principal, sync
+from tests._nodes import branch_node, colliding, principal, sync
 from tests._sync_net import Net, row, rows
 from tests.conftest import add_user, login
 from tests.sync_harness import Replica, customer, snapshot
@@ -180,16 +180,7 @@ async def test_collision_is_confirmed_by_decrypting_not_by_the_shared_index_buck
         node: Node, org: None) -> None:
     """The blind index is 16 bits: different numbers share buckets. Only customers whose
     numbers decrypt equal are merged, however many others share their bucket."""
-    vault = node.db.vault
-    assert vault is not None
-    seen: dict[str, str] = {}
-    for n in range(100_000):
-        mobile = f"+86139{n:08d}"
-        bucket = vault.index("customers", "mobile", mobile)
-        if bucket in seen:
-            one, other = seen[bucket], mobile
-            break
-        seen[bucket] = mobile
+    one, other = colliding(node, "mobile", lambda n: f"+86139{n:08d}")
     rep = await add_user(node, "rep1", "sales_rep", "S001")
     now = utcnow()
     first = await _make(node, rep, mobile=one, registered_at=now - timedelta(hours=3))
