@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import stat
 import subprocess
 import sys
@@ -454,11 +455,12 @@ def test_serve_over_https_for_tablets_on_the_lan(tmp_path: Path, hq: tuple[Path,
     proc = subprocess.Popen([str(BIN), "serve", "--data", str(data), "--port", str(port),
                              "--tls-cert", str(cert), "--tls-key", str(key)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trust = ssl.create_default_context(cafile=str(cert))
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                health = httpx.get(f"https://127.0.0.1:{port}/health", verify=str(cert))
+                health = httpx.get(f"https://127.0.0.1:{port}/health", verify=trust)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
