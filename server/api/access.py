@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar import Controller, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.types import ControllerRouterHandler
 
 from server.api.access_types import (
@@ -18,15 +16,9 @@ from server.api.access_types import (
     Kind,
     Status,
 )
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.types import to_out, values
-from server.node import Node
 from server.services import access
-from server.services.principal import Principal
-
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 
 
 class AccessRequestController(Controller):

@@ -8,8 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from litestar import Controller, Request, get, post, put
-from litestar.di import NamedDependency
+from litestar import Controller, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
 from litestar.types import ControllerRouterHandler
 
@@ -34,15 +33,11 @@ from server.api.accounts_types import (
     PurchaseOut,
     PurchasePage,
 )
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.types import changes, to_out, values
 from server.node import Node
 from server.services import credit, credit_limits, loyalty, purchases
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
-Limit = Annotated[int, Parameter(ge=1, le=500)]
-Cursor = Annotated[str | None, Parameter(max_length=200)]
 Code = Annotated[str | None, Parameter(max_length=16)]
 CustomerId = FromQuery[UUID | None]
 RequestState = Literal["requested", "rejected", "approved", "shipped"]

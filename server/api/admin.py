@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Request, get, patch, post
-from litestar.di import NamedDependency
+from litestar import Controller, get, patch, post
 from litestar.params import FromPath, JSONBody
 
+from server.api.params import NodeDep, Req
 from server.api.types import (
     BranchCreate,
     BranchOut,
@@ -28,12 +27,8 @@ from server.api.types import (
     to_out,
     values,
 )
-from server.node import VERSION, Node
+from server.node import VERSION
 from server.services import custom_fields, org, users
-from server.services.principal import Principal
-
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
 
 
 @get("/health", exclude_from_auth=True, tags=["node"])

@@ -9,10 +9,9 @@ scope. Responses carry aggregates, customer ids and names — never a phone or I
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from litestar import Controller, Request, get
-from litestar.di import NamedDependency
+from litestar import Controller, get
 from litestar.params import FromQuery, Parameter, QueryParameter
 from litestar.types import ControllerRouterHandler
 
@@ -25,15 +24,10 @@ from server.api.analytics_types import (
     Pyramid,
     Rfm,
 )
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.types import to_out
-from server.node import Node
 from server.services import analytics_base, analytics_households, analytics_rfm
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
-Limit = Annotated[int, Parameter(ge=1, le=500)]
-Cursor = Annotated[str | None, Parameter(max_length=200)]
 WindowDays = Annotated[int, Parameter(ge=1, le=3650)]
 AsOf = Annotated[datetime | None, Parameter(
     description="the instant analysed (RFC 3339 with offset); default now")]

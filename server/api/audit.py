@@ -5,23 +5,17 @@ branch's entries."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, get
-from litestar.di import NamedDependency
+from litestar import Controller, get
 from litestar.params import QueryParameter
 from litestar.types import ControllerRouterHandler
 
 from server.api.audit_types import AuditEntryOut, AuditPage, ChainOut, VerifyOut
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.types import to_out
-from server.node import Node
 from server.services import audit_query
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 Filter = Annotated[str | None, QueryParameter(max_length=64)]
 From = Annotated[datetime | None, QueryParameter(name="from")]
 To = Annotated[datetime | None, QueryParameter(name="to")]

@@ -5,11 +5,10 @@ visit plans, visits, surveys, care and reception expenses (domain.md §4-§5).
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Request, delete, get, patch, post, put
-from litestar.di import NamedDependency
+from litestar import Controller, delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.types import ControllerRouterHandler
 
@@ -39,15 +38,10 @@ from server.api.care_types import (
     VisitPage,
     rules_in,
 )
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.types import changes, to_out, values
-from server.node import Node
 from server.services import classification, reception, visits
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 Filter = Annotated[str | None, QueryParameter(max_length=64)]
 Code = Annotated[str, PathParameter(max_length=32)]
 From = Annotated[date | None, QueryParameter(name="from")]

@@ -6,23 +6,18 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency
+from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, Parameter
 from msgspec import Meta, Struct
 
+from server.api.params import Limit, NodeDep, Req
 from server.api.types import to_out
 from server.errors import ForbiddenError
-from server.node import Node
 from server.services import conflicts as service
 from server.services import nodes as node_service
 from server.services import sync as sync_service
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
 Filter = Annotated[str | None, Parameter(max_length=64)]
-Limit = Annotated[int, Parameter(ge=1, le=500)]
 
 
 class ConflictOut(Struct, kw_only=True):

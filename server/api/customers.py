@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Request, get, patch, post
-from litestar.di import NamedDependency
+from litestar import Controller, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.types import (
     ContactCreate,
     ContactList,
@@ -27,17 +27,10 @@ from server.api.types import (
     values,
 )
 from server.errors import ForbiddenError
-from server.node import Node
 from server.services import customers as service
 from server.services import erasure, registration
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
-
-Limit = Annotated[int, Parameter(ge=1, le=500)]
 Filter = Annotated[str | None, Parameter(max_length=200)]
-Cursor = Annotated[str | None, Parameter(max_length=200)]
 
 
 class CustomerController(Controller):

@@ -3,10 +3,9 @@ revoking them (sync/SPEC.md §20)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency
+from litestar import Controller, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.types import ControllerRouterHandler
 
@@ -17,15 +16,10 @@ from server.api.devices_types import (
     DevicePage,
     DeviceRevoke,
 )
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.types import Uuid, to_out
-from server.node import Node
 from server.services import devices
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 NodeId = Annotated[str, PathParameter(pattern=r"^[0-9a-f-]{36}$")]
 
 

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency
+from litestar import Controller, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.types import ControllerRouterHandler
 
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.registration_types import (
     CollisionRun,
     DueItem,
@@ -31,16 +31,10 @@ from server.api.registration_types import (
     NoticePage,
 )
 from server.api.types import CustomerCreate, CustomerOut, to_out, values
-from server.node import Node
 from server.services import merges, registration
 from server.services.customers import get_customer
 from server.services.errors import FieldError
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
-Limit = Annotated[int, Parameter(ge=1, le=500)]
-Cursor = Annotated[str | None, Parameter(max_length=200)]
 IdFilter = Annotated[str | None, Parameter(max_length=36)]
 
 

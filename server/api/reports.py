@@ -6,24 +6,18 @@ per-branch breakdown; branch readers only their own branch (403 for another)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency
+from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.types import ControllerRouterHandler
 
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.reports_types import IssueIn, Report, Snapshot, SnapshotPage
 from server.api.types import to_out
-from server.node import Node
 from server.services import reports
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 Branch = Annotated[str | None, QueryParameter(max_length=16)]
 Period = Annotated[str, QueryParameter(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
                                        description="local month (Asia/Shanghai), YYYY-MM")]

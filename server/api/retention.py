@@ -4,14 +4,13 @@ access export (domain.md §9)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar import Controller, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.types import ControllerRouterHandler
 
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.retention_types import (
     Decision,
     DestructionCreate,
@@ -23,14 +22,7 @@ from server.api.retention_types import (
     SubjectExport,
 )
 from server.api.types import to_out
-from server.node import Node
 from server.services import retention
-from server.services.principal import Principal
-
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 
 
 class RetentionController(Controller):

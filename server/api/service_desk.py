@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, get, patch, post
-from litestar.di import NamedDependency
+from litestar import Controller, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.types import ControllerRouterHandler
 
+from server.api.params import Cursor, Limit, NodeDep, Req
 from server.api.service_desk_types import (
     Assign,
     Check,
@@ -47,15 +47,9 @@ from server.api.service_desk_types import (
     TicketStatus,
 )
 from server.api.types import changes, to_out, values
-from server.node import Node
 from server.services import complaints, tickets
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
 Id = FromPath[UUID]
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 Filter = Annotated[str | None, QueryParameter(max_length=64)]
 IdFilter = FromQuery[UUID | None]
 Month = Annotated[str, QueryParameter(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",

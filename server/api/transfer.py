@@ -3,25 +3,21 @@ them (domain.md §2, §9)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.datastructures import UploadFile
-from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.types import ControllerRouterHandler
 
+from server.api.params import NodeDep, Req
 from server.api.registration import _parse as parse_item
 from server.api.transfer_types import FileImportReport
 from server.api.types import to_out
-from server.node import Node
 from server.services import exports, imports, reports
 from server.services.errors import FieldError
-from server.services.principal import Principal
 
-NodeDep = NamedDependency[Node]
-Req = Request[Principal, Any, Any]
 Filter = Annotated[str | None, QueryParameter(max_length=200)]
 Fmt = Annotated[str | None, QueryParameter(max_length=8)]
 # The file itself may be 20 MB; a multipart envelope adds a little.
