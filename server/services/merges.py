@@ -367,10 +367,8 @@ async def _collisions(uow: UnitOfWork, changed: list[str] | None) -> int:
         if changed is not None:
             wanted: set[str] = set()
             for i in range(0, len(changed), 500):
-                wanted |= {r[0] for r in await conn.execute(
-                    select(bidx, customers.c.merged_into).where(
-                        customers.c.id.in_(changed[i:i + 500]), bidx.is_not(None)))
-                    if r[1] is None}
+                wanted |= {r[0] for r in await conn.execute(select(bidx).where(
+                    customers.c.id.in_(changed[i:i + 500]), bidx.is_not(None), live))}
             if not wanted:
                 continue
             query = query.where(bidx.in_(sorted(wanted)))
@@ -385,8 +383,7 @@ async def _collisions(uow: UnitOfWork, changed: list[str] | None) -> int:
                                             buckets[i:i + _BUCKETS_PER_READ])
         for ids in groups:
             rows = {r["id"]: dict(r) for r in (await conn.execute(
-                select(customers).where(customers.c.id.in_(ids)))).mappings()
-                if r["merged_into"] is None}
+                select(customers).where(customers.c.id.in_(ids), live))).mappings()}
             group = sorted(rows.values(), key=lambda r: (r["registered_at"], r["id"]))
             for later in group[1:]:
                 first = await uow.get("customers", group[0]["id"])
@@ -406,12 +403,9 @@ async def _same_plaintext(conn: AsyncConnection, vault: Vault, column: str,
     takes part in nothing."""
     bidx = customers.c[f"{column}_bidx"]
     mask = f"{column}_mask"
-    # Live customers are kept here, not in SQL: given `merged_into IS NULL`, SQLite
-    # walks the merged_into index (nearly every row) instead of the bucket index.
     rows = [(r.id, {"id": r.id, column: r[1], mask: r[2]}, r[3]) for r in await conn.execute(
-        select(customers.c.id, customers.c[column], customers.c[mask], bidx,
-               customers.c.merged_into).where(bidx.in_(buckets)))
-        if r.merged_into is None]
+        select(customers.c.id, customers.c[column], customers.c[mask], bidx).where(
+            customers.c.merged_into.is_(None), bidx.in_(buckets)))]
     revealed = await vault.open_rows(conn, "customers", [(i, v) for i, v, _ in rows],
                                      frozenset(SENSITIVE["customers"].values()))
     opened = {row_id for _, row_id, cols in revealed if column in cols}
