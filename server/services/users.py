@@ -9,6 +9,7 @@ from collections import defaultdict, deque
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crypto import TokenError, dummy_hash, hash_password, verify_password
 from schema import ROLES, TABLES, node_meta
@@ -41,21 +42,15 @@ async def create_user(
     username = username.strip().lower()
     if not _USERNAME.match(username):
         raise FieldError("username", "use 2-64 lowercase letters, digits, '.', '_' or '-'")
-    if role not in ROLES:
-        raise FieldError("role", f"must be one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD:
         raise FieldError("password", f"must have at least {MIN_PASSWORD} characters")
-    if role in ("admin", "auditor") and branch:
-        raise FieldError("branch", f"a {role} works for the whole company")
+    _check_role(role, branch)
     password_hash = await asyncio.to_thread(hash_password, password)  # slow: off the loop
     async with node.db.write(node.node_id, actor.id if actor else None) as uow:
         taken = await uow.conn.execute(select(users.c.id).where(users.c.username == username))
         if taken.first() is not None:
             raise ConflictError(f"username {username!r} is taken")
-        if branch is not None:
-            found = await uow.conn.execute(select(branches.c.id).where(branches.c.code == branch))
-            if found.first() is None:
-                raise FieldError("branch", f"no branch {branch!r}")
+        await _check_branch(uow.conn, branch)
         row = await uow.insert("users", {
             "username": username, "display_name": display_name or username,
             "password_hash": password_hash, "role": role, "branch": branch,
@@ -65,6 +60,19 @@ async def create_user(
                            object_id=row["id"], detail={"username": username, "role": role,
                                                         "branch": branch})
         return row
+
+
+def _check_role(role: str, branch: str | None) -> None:
+    if role not in ROLES:
+        raise FieldError("role", f"must be one of {', '.join(ROLES)}")
+    if role in ("admin", "auditor") and branch:
+        raise FieldError("branch", f"a {role} works for the whole company")
+
+
+async def _check_branch(conn: AsyncConnection, branch: str | None) -> None:
+    if branch is not None and (await conn.execute(
+            select(branches.c.id).where(branches.c.code == branch))).first() is None:
+        raise FieldError("branch", f"no branch {branch!r}")
 
 
 _RIGHTS = ("role", "branch", "department", "active")
@@ -89,8 +97,6 @@ async def update_user(node: Node, actor: Principal | None, who: str,
     unknown = sorted(set(changes) - {"display_name", *_RIGHTS})
     if unknown:
         raise FieldError(unknown[0], "cannot be changed here")
-    if "role" in changes and changes["role"] not in ROLES:
-        raise FieldError("role", f"must be one of {', '.join(ROLES)}")
     async with node.db.write(node.node_id, actor.id if actor else None) as uow:
         row = (await uow.conn.execute(select(users).where(or_(
             users.c.id == who, users.c.username == who.strip().lower())))).mappings().first()
@@ -98,15 +104,8 @@ async def update_user(node: Node, actor: Principal | None, who: str,
             raise NotFoundError(f"no user {who!r}")
         if actor is not None and row["id"] == actor.id and changes.get("active") is False:
             raise ConflictError("an administrator cannot deactivate themselves")
-        role = changes.get("role", row["role"])
-        branch = changes.get("branch", row["branch"])
-        if role in ("admin", "auditor") and branch:
-            raise FieldError("branch", f"a {role} works for the whole company")
-        if changes.get("branch") is not None:
-            found = await uow.conn.execute(select(branches.c.id).where(
-                branches.c.code == changes["branch"]))
-            if found.first() is None:
-                raise FieldError("branch", f"no branch {changes['branch']!r}")
+        _check_role(changes.get("role", row["role"]), changes.get("branch", row["branch"]))
+        await _check_branch(uow.conn, changes.get("branch"))
         changed = {k: v for k, v in changes.items() if row[k] != v}
         if not changed:
             return dict(row), []
