@@ -38,20 +38,35 @@ def among(dialect: Dialect, column: Any, ids: Sequence[Any]) -> list[Any]:
     return [column.in_(ids[i:i + 500]) for i in range(0, len(ids), 500)]
 
 
+_INSTANT_TEXT: dict[datetime, str] = {}
+
+
 def _sqlite_instant(value: Any) -> str | None:
     """What `UtcDateTime` stores on SQLite (naive UTC, always with microseconds, as
-    SQLAlchemy's DATETIME writes it), without two layers of processors per value."""
-    if value is None:
+    SQLAlchemy's DATETIME writes it), without two layers of processors per value.
+
+    Remembered for recent instants: the rows of one transaction share their
+    `created_at` and `updated_at`, and formatting one costs more than a look-up."""
+    if value.__class__ is datetime:
+        text = _INSTANT_TEXT.get(value)
+        if text is not None:
+            return text
+    elif value is None:
         return None
     if value.__class__ is datetime and value.tzinfo is UTC:
         # The usual case (instants decoded from the wire are UTC): drop the "+00:00"
         # that isoformat appends instead of building a naive copy first.
-        return value.isoformat(" ", "microseconds")[:-6]
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise ValueError("instants must be timezone-aware datetimes")
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return str(value.replace(tzinfo=None).isoformat(" ", "microseconds"))
+        text = value.isoformat(" ", "microseconds")[:-6]
+    else:
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("instants must be timezone-aware datetimes")
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        text = str(value.replace(tzinfo=None).isoformat(" ", "microseconds"))
+    if len(_INSTANT_TEXT) >= 4096:
+        _INSTANT_TEXT.clear()
+    _INSTANT_TEXT[value] = text
+    return text
 
 
 def _processor(kind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
