@@ -173,3 +173,28 @@ def _now():  # type: ignore[no-untyped-def]
     from schema import utcnow
 
     return utcnow()
+
+
+def test_stored_instants_are_what_sqlalchemy_writes_whether_remembered_or_not() -> None:
+    """The apply path formats instants itself and remembers recent ones; the text must
+    be UtcDateTime's on SQLite for every zone, first time and again."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy.dialects import sqlite
+
+    from schema._bulk import _sqlite_instant
+    from schema._types import UtcDateTime
+
+    dialect = sqlite.dialect()
+    bind = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert bind is not None
+    base = datetime(2026, 11, 27, 8, 0, 5, 123000, tzinfo=UTC)
+    values = [base, base.astimezone(timezone(timedelta(hours=8))), base.replace(microsecond=0),
+              base.astimezone(timezone(timedelta(hours=-5, minutes=-30))),
+              datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)]
+    for value in values + values:
+        assert _sqlite_instant(value) == bind(value), value
+    assert _sqlite_instant(None) is None
+    for bad in (base.replace(tzinfo=None), "2026-11-27T08:00:05Z", 5):
+        with pytest.raises(ValueError):  # naive, even right after the same aware instant
+            _sqlite_instant(bad)
