@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import json
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema._bulk import among, insert_rows
 from schema._derive import derive
+from schema._detected import DetectedConflicts
 from schema._entities import ENTITIES
 from schema._ids import new_id
 from schema._plan import PLANS, coerce, picker
@@ -39,7 +39,7 @@ from schema._tables import (
     table_rank,
 )
 from schema._types import utcnow
-from schema._uow import UnitOfWork, customer_of, jsonable
+from schema._uow import UnitOfWork
 from schema._upsert import upsert
 from schema._values import search_keys
 from sync import (
@@ -57,7 +57,6 @@ from sync import (
 )
 
 _ABSENT = object()
-CONFLICT_NS = uuid.UUID("6f1d8c1e-6b7e-4f43-9d55-2f0b3f1c2a10")
 _row_encoder = msgspec.msgpack.Encoder()
 STAMP_COLUMNS = ("tbl", "row_id", "cl", "clock", "origin", "seq", "stamp_seq", "ord")
 SIDE_TABLES = {
@@ -99,9 +98,7 @@ class Applier:
         self._entered = frozenset(batch.entered)
         self._buffer: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         self._takes: dict[tuple[str, bool], Any] = {}
-        self._detected: dict[str, dict[str, Any]] = {}
-        """Conflict records found while merging, by their deterministic id: written
-        once every row of the batch is applied (see `_record_conflicts`)."""
+        self._detected = DetectedConflicts(uow.node_id)
 
     async def _flush(self) -> None:
         """Write buffered new rows: one statement per table."""
@@ -125,7 +122,7 @@ class Applier:
         # the scope check; nothing else depends on order (no foreign keys).
         for tbl in sorted(groups, key=lambda t: (table_rank(t), t)):
             await self._table(tbl, groups[tbl])
-        await self._record_conflicts()
+        self.result.conflicts += await self._detected.write(self.uow)
         for tbl, row_id in self.batch.evictions:
             await self._evict(tbl, row_id)
         return self.result
@@ -453,8 +450,8 @@ class Applier:
                               "lineage": _dump(compact(winner, d.lineage)),
                               "seq": self.uow.seq})
             if d.conflict and f.conflicts:
-                self._conflict(entity, data, col, f.merge, (stamp, value),
-                               (here, data.get(col)), d.take_incoming)
+                self._detected.note(tbl, data, col, f.merge, (stamp, value),
+                                    (here, data.get(col)), d.take_incoming)
         changes.update(await self._merge_tallies(entity, row, tallies))
         changes.update(await self._merge_members(entity, row, members))
         if cell_rows:
@@ -519,47 +516,6 @@ class Applier:
                     per[elem].append(v)
             out[col] = set_members(per)
         return out
-
-    def _conflict(self, entity: Entity, data: dict[str, Any], col: str, policy: Merge,
-                  incoming: tuple[Stamp, Any], here: tuple[Stamp, Any],
-                  incoming_won: bool) -> None:
-        """Note a conflict record; `_record_conflicts` writes it after the batch."""
-        won, lost = (incoming, here) if incoming_won else (here, incoming)
-        a, b = sorted([won[0], lost[0]], key=lambda s: (s.clock, s.origin, s.rank))
-        cid = str(uuid.uuid5(CONFLICT_NS, f"{entity.table}|{data['id']}|{col}|"
-                                          f"{a.clock}|{a.origin}|{b.clock}|{b.origin}"))
-        customer = customer_of(entity.table, data)
-        self._detected.setdefault(cid, {
-            "id": cid, "table_name": entity.table, "row_id": data["id"], "column_name": col,
-            "customer_id": customer,
-            "branch": data.get("branch") if entity.table == "customers" else None,
-            "policy": policy.value,
-            "winner_value": jsonable(won[1]), "loser_value": jsonable(lost[1]),
-            "winner_node": won[0].origin, "loser_node": lost[0].origin,
-            "winner_clock": won[0].clock, "loser_clock": lost[0].clock,
-            "detected_by": self.uow.node_id, "status": "open"})
-
-    async def _record_conflicts(self) -> None:
-        """Write the conflict records this batch revealed, each unless a copy exists.
-
-        The id is derived from the two stamps, so the sender, having detected the
-        same conflict, may carry the very record in this batch, even among the rows
-        of the table being merged (a conflict about a conflict record). Writing it
-        at detection time would race the batch's own copy, whose insert is buffered
-        or was decided before: a duplicate key. After the batch, whichever copy the
-        batch brought is in place and ours is dropped (the same record, §5)."""
-        detected, self._detected = self._detected, {}
-        for cid, values in detected.items():
-            exists = (await self.conn.execute(select(sync_rows.c.cl).where(
-                sync_rows.c.tbl == "conflicts", sync_rows.c.row_id == cid))).scalar()
-            if exists is not None:
-                continue
-            customer = values["customer_id"]
-            if values["table_name"] != "customers" and customer:
-                values["branch"] = (await customer_branches(self.conn, [customer])
-                                    ).get(customer)
-            await self.uow.insert("conflicts", values)
-            self.result.conflicts += 1
 
     async def _evict(self, tbl: str, row_id: str) -> None:
         """Drop a row (and a customer's children) that left this node's scope; it still
