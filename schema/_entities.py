@@ -21,6 +21,8 @@ FILING_STATES = ("registered", "filed", "archived")
 
 C = Sensitivity.CONFIDENTIAL
 S = Sensitivity.SECRET
+LIST_FILTERS = ("customer_class", "lifecycle_stage", "abc_class", "branch", "owner_id")
+"""Customer columns the list filters on by equality; each indexed with the id."""
 
 
 def _sensitive(name: str, cls: Sensitivity, *, key_class: str | None = None,
@@ -106,9 +108,9 @@ CUSTOMERS = Entity("customers", (
     Field(Column("agency", Boolean, nullable=False, default=False)),
     Field(Column("referrer_customer_id", String(36))),
     Field(Column("referrer_user_id", String(36))),
-    Field(Column("customer_class", String(32), index=True)),
-    Field(Column("lifecycle_stage", String(16), index=True)),
-    Field(Column("abc_class", String(8), index=True)),
+    Field(Column("customer_class", String(32))),
+    Field(Column("lifecycle_stage", String(16))),
+    Field(Column("abc_class", String(8))),
     Field(Column("value_class", String(16))),
     Field(Column("credit_class", String(16))),
     Field(Column("tags", JSON, nullable=False, default=list), merge=Merge.ADD_WINS_SET),
@@ -130,16 +132,20 @@ CUSTOMERS = Entity("customers", (
     Field(Column("retention_until", UtcDateTime(), index=True)),
     Field(Column("preferences", String(2000))),
     Field(Column("notes", String(4000))),
-    Field(Column("branch", String(16), index=True)),
+    Field(Column("branch", String(16))),
     Field(Column("department", String(64))),
-    Field(Column("owner_id", String(36), index=True), merge=Merge.FIRST_WRITE),
+    Field(Column("owner_id", String(36)), merge=Merge.FIRST_WRITE),
     Field(Column("registered_at", UtcDateTime(), nullable=False), merge=Merge.FIRST_WRITE),
     Field(Column("created_by", String(36)), merge=Merge.IMMUTABLE, history=False),
     Field(Column("custom", JSON, nullable=False, default=dict)),
     Field(Column("search_keys", Text, nullable=False, default=""), replicated=False,
           history=False),
     *stamp_fields(),
-), keep_history=True)
+), keep_history=True,
+    # The customer list filters by these and pages by id, newest first: with the id in
+    # the index, one filter's page is a range of it, not every match sorted (SQLite
+    # keeps no statistics to weigh a filter). 84-118 ms -> 0.2 ms a page at 100,000.
+    extra_indexes=tuple((col, "id") for col in LIST_FILTERS))
 
 CONTACTS = Entity("contacts", (
     id_field(),

@@ -23,6 +23,7 @@ from schema import (
     sync_members,
     sync_rows,
 )
+from schema._entities import LIST_FILTERS
 from server.node import Node
 
 customers = TABLES["customers"]
@@ -117,7 +118,8 @@ async def test_customer_list_pages_walk_the_key_not_every_live_customer(
         node: Node, backend: str) -> None:
     """SQLite keeps no statistics: given an index holding every customer, it took it for
     `merged_into IS NULL` (nearly all of them) and sorted them all for one page. The
-    index holds merged customers only, and still serves finding them."""
+    index holds merged customers only, and still serves finding them. A filter's index
+    carries the id, so a filtered page is not every match sorted either."""
     t = TABLES["customers"]
 
     async def plan(query: Any) -> str:
@@ -135,6 +137,15 @@ async def test_customer_list_pages_walk_the_key_not_every_live_customer(
     assert "ix_customers_branch" in branch and "merged_into" not in branch, branch
     merged = await plan(select(t.c.id).where(t.c.merged_into == "0190a2a0-0000-7000"))
     assert "ix_customers_merged_into" in merged, merged
+    # A filtered page, first or later, is a range of the filter's (column, id) index.
+    for column in LIST_FILTERS:
+        for after in (None, "0190a2a0-0000-7000"):
+            query = select(t.c.id).where(live, t.c[column] == "x")
+            if after:
+                query = query.where(t.c.id < after)
+            filtered = await plan(query.order_by(t.c.id.desc()).limit(51))
+            assert f"ix_customers_{column}_id" in filtered, filtered
+            assert "TEMP B-TREE" not in filtered, filtered
 
 
 async def test_wrong_key_is_refused_with_a_clear_error(tmp_path: Path) -> None:
