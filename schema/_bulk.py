@@ -47,22 +47,17 @@ def _sqlite_instant(value: Any) -> str | None:
 
     Remembered for recent instants: the rows of one transaction share their
     `created_at` and `updated_at`, and formatting one costs more than a look-up."""
-    if value.__class__ is datetime:
-        text = _INSTANT_TEXT.get(value)
-        if text is not None:
-            return text
-    elif value is None:
+    if value is None:
         return None
-    if value.__class__ is datetime and value.tzinfo is UTC:
-        # The usual case (instants decoded from the wire are UTC): drop the "+00:00"
-        # that isoformat appends instead of building a naive copy first.
-        text = value.isoformat(" ", "microseconds")[:-6]
-    else:
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            raise ValueError("instants must be timezone-aware datetimes")
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        text = str(value.replace(tzinfo=None).isoformat(" ", "microseconds"))
+    text: str | None = _INSTANT_TEXT.get(value) if value.__class__ is datetime else None
+    if text is not None:
+        return text
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError("instants must be timezone-aware datetimes")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # Aware UTC: isoformat appends "+00:00", dropped rather than building a naive copy.
+    text = value.isoformat(" ", "microseconds")[:-6]
     if len(_INSTANT_TEXT) >= 4096:
         _INSTANT_TEXT.clear()
     _INSTANT_TEXT[value] = text
