@@ -25,8 +25,9 @@ from schema._bulk import among, insert_rows
 from schema._derive import derive
 from schema._detected import DetectedConflicts
 from schema._entities import ENTITIES
+from schema._fresh import NewRows
 from schema._ids import new_id
-from schema._plan import PLANS, coerce, picker
+from schema._plan import PLANS, coerce
 from schema._policy import Entity
 from schema._scope import BY_BRANCH, CHILDREN, HQ_ONLY_WRITES, customer_branches
 from schema._tables import (
@@ -41,7 +42,6 @@ from schema._tables import (
 from schema._types import utcnow
 from schema._uow import UnitOfWork
 from schema._upsert import upsert
-from schema._values import search_keys
 from sync import (
     Batch,
     Merge,
@@ -53,6 +53,7 @@ from sync import (
     decide,
     lineage_of,
     millis_of,
+    pack,
     set_members,
 )
 
@@ -97,7 +98,8 @@ class Applier:
         self._new_customers: dict[str, str | None] = {}
         self._entered = frozenset(batch.entered)
         self._buffer: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-        self._takes: dict[tuple[str, bool], Any] = {}
+        self._new: NewRows | None = None
+        """The current table's rows new here (`_unique` sets it)."""
         self._detected = DetectedConflicts(uow.node_id)
 
     async def _flush(self) -> None:
@@ -107,9 +109,10 @@ class Applier:
         for name, rows in buffer.items():
             if name in SIDE_TABLES:
                 table, columns = SIDE_TABLES[name]
-            else:
-                table, columns = TABLES[name], PLANS[name].columns
-            await insert_rows(self.conn, table, columns, rows)
+                await insert_rows(self.conn, table, columns, rows)
+            else:  # new rows, finished by `_insert`
+                await insert_rows(self.conn, TABLES[name], PLANS[name].columns, rows,
+                                  finished=True)
         # A row re-created after a delete already has a stamp: upsert.
         await insert_rows(self.conn, sync_rows, STAMP_COLUMNS, stamps, keys=("tbl", "row_id"),
                           update=("cl", "clock", "origin", "seq", "stamp_seq"))
@@ -179,9 +182,20 @@ class Applier:
                 for m in await self._select(sync_members, tbl, ids):
                     members[m.row_id][(m.col, m.elem, m.node)] = m
         owners = await self._owners(tbl, rows, data, columns)
+        new = self._new = NewRows(tbl, columns, self.batch.nodes, self.hq_node, self.uow.seq,
+                                  self.conn.dialect, self._buffer, self._new_customers)
+        at = {c: i for i, c in enumerate(columns)}
+        nodes, width = len(self.batch.nodes), len(columns)
+        # The first clock too far ahead: one comparison per row instead of a split.
         wall = int(time.time() * 1000)
+        too_far = pack(wall + self.max_skew_ms + 1)
+        top = seen = applied = 0
+        writer = self.writer_branch
         for row in rows:
-            if _malformed(row, len(self.batch.nodes), len(columns)):
+            extra = row.cells or row.tallies or row.members
+            if (not 0 <= row.origin < nodes
+                    or (row.values is not None and len(row.values) != width)
+                    or (extra and _bad_nodes(row, nodes))):
                 await self._quarantine(row, "malformed row")
                 continue
             newest = row.clock
@@ -189,15 +203,15 @@ class Applier:
                 newest = max([newest, *(c.clock for c in row.cells),
                               *(m.added for m in row.members),
                               *(m.removed for m in row.members)])
-            if millis_of(newest) - wall > self.max_skew_ms:
+            if newest >= too_far:
                 await self._quarantine(row, f"clock {millis_of(newest) - wall} ms ahead of "
                                             f"this node (limit {self.max_skew_ms} ms)")
                 continue
-            reason = self._forbidden(tbl, row, data.get(row.id), columns, owners)
-            if reason:
-                await self._quarantine(row, reason)
-                continue
-            extra = row.cells or row.tallies or row.members
+            if writer is not None:
+                reason = self._forbidden(tbl, row, data.get(row.id), at, owners)
+                if reason:
+                    await self._quarantine(row, reason)
+                    continue
             if unknown or (extra and (any(c.col not in known for c in row.cells)
                                       or any(t.col not in known for t in row.tallies)
                                       or any(m.col not in known for m in row.members))):
@@ -207,11 +221,15 @@ class Applier:
                                  *(m.col for m in row.members if m.col not in known)})
                 await self._quarantine(row, f"columns {parked} unknown to this schema; "
                                             "parked until upgrade")
-            self.uow.observe(newest)
+            # The clock moves past every change taken (once, after the loop: nothing in
+            # it issues a clock).
+            seen = 1
+            if newest > top:
+                top = newest
             here = local.get(row.id)
             try:
                 if here is None and row.cl % 2 == 1 and row.values is not None:
-                    self._insert(entity, row, columns)  # new here: nothing to merge
+                    new.add(row)  # new here: nothing to merge
                 else:
                     await self._row(entity, row, columns, here, data.get(row.id),
                                     cells.get(row.id, {}), tallies.get(row.id, {}),
@@ -219,7 +237,10 @@ class Applier:
             except (ValueError, TypeError, KeyError) as exc:
                 await self._quarantine(row, f"unappliable: {type(exc).__name__}: {exc}")
                 continue
-            self.result.applied += 1
+            applied += 1
+        self.result.applied += applied
+        if seen:
+            self.uow.observe(top)
 
     async def _select(self, table: Any, tbl: str, ids: list[str]) -> list[Any]:
         out: list[Any] = []
@@ -248,8 +269,9 @@ class Applier:
         return {**owners, **self._new_customers}
 
     def _forbidden(self, tbl: str, row: Row, current: dict[str, Any] | None,
-                   columns: list[str], owners: dict[str, str | None]) -> str | None:
-        """Why a branch may not write this row (None: it may)."""
+                   at: dict[str, int], owners: dict[str, str | None]) -> str | None:
+        """Why a branch may not write this row (None: it may); `at` is each batch
+        column's position in the row's values."""
         branch = self.writer_branch
         if branch is None:
             return None
@@ -257,12 +279,7 @@ class Applier:
             return f"a branch cannot change {tbl}"
 
         def incoming(col: str) -> Any:
-            for c in row.cells:
-                if c.col == col:
-                    return c.val
-            if row.values and col in columns:
-                return row.values[columns.index(col)]
-            return _ABSENT
+            return _incoming(row, col, at)
 
         if tbl == "customers":
             if current is not None and current.get("branch") != branch:
@@ -301,7 +318,9 @@ class Applier:
             else:
                 if local is not None:
                     await self._drop(entity.table, row.id)
-                self._insert(entity, row, columns)
+                assert self._new is not None
+                self._new.add(row)
+                self.uow.touch()
             return
         if row.cl % 2 == 0 or data is None:
             return
@@ -350,63 +369,6 @@ class Applier:
     def _hq_only(self, entity: Entity, col: str, origin: str) -> bool:
         """An HQ-authoritative value that did not come from HQ: ignored."""
         return entity.field(col).merge is Merge.HQ_AUTHORITATIVE and origin != self.hq_node
-
-    def _insert(self, entity: Entity, row: Row, columns: list[str]) -> None:
-        """Buffer a row this node never had: nothing to merge, its values only need
-        putting in table order, converting and defaulting."""
-        nodes = self.batch.nodes
-        tbl = entity.table
-        plan = PLANS[tbl]
-        pos = plan.pos
-        seq = self.uow.seq
-        origin = nodes[row.origin]
-        assert row.values is not None
-        key = (tbl, origin == self.hq_node)
-        take = self._takes.get(key) or self._takes.setdefault(key, picker(tbl, columns, key[1]))
-        out: list[Any] = list(take([row.id, *row.values, None]))
-        buffer = self._buffer
-        for c in row.cells:
-            if c.col not in plan.known or (c.col in plan.hq_only
-                                           and nodes[c.origin] != self.hq_node):
-                continue
-            out[pos[c.col]] = c.val
-            buffer["sync_cells"].append((
-                tbl, row.id, c.col, c.clock, nodes[c.origin], c.rank,
-                json.dumps(c.lineage) if c.lineage else None, seq))
-        for j, conv, default in plan.finish:
-            value = out[j]
-            if value is not None:
-                if conv is not None:
-                    out[j] = conv(value)
-            elif default is not None:
-                out[j] = default()
-        if plan.counters:
-            totals: dict[str, list[tuple[int, int]]] = defaultdict(list)
-            for t in row.tallies:
-                totals[t.col].append((t.inc, t.dec))
-                buffer["sync_tallies"].append((tbl, row.id, t.col, nodes[t.node], t.inc,
-                                               t.dec, seq))
-            for col in plan.counters:
-                out[pos[col]] = counter_value(totals.get(col, []))
-        if plan.sets:
-            sets: dict[str, dict[str, list[tuple[int, int]]]] = defaultdict(
-                lambda: defaultdict(list))
-            for m in row.members:
-                sets[m.col][m.elem].append((m.added, m.removed))
-                buffer["sync_members"].append((tbl, row.id, m.col, m.elem, nodes[m.node],
-                                               m.added, m.removed, seq))
-            for col in plan.sets:
-                out[pos[col]] = set_members(sets.get(col, {}))
-        if tbl == "customers":
-            # Derived locally, never replicated: without it name search misses every
-            # customer that arrived by sync.
-            out[pos["search_keys"]] = search_keys(out[pos["name"]] or "")
-            self._new_customers[row.id] = out[pos["branch"]]
-        # Buffered: a page of new rows is written with one executemany per table. As a
-        # tuple: the cyclic collector stops tracking tuples of plain values.
-        buffer[tbl].append(tuple(out))
-        buffer["sync_rows"].append((tbl, row.id, row.cl, row.clock, origin, seq, seq, plan.ord))
-        self.uow.touch()
 
     async def _merge(self, entity: Entity, row: Row, columns: list[str], local: Any,
                      data: dict[str, Any], cells: dict[str, Any],
@@ -534,15 +496,22 @@ class Applier:
         self.uow.touch()
 
 
-def _malformed(row: Row, nodes: int, columns: int) -> bool:
-    """A row whose node indexes or values do not fit its batch."""
-    if not 0 <= row.origin < nodes or (row.values is not None and len(row.values) != columns):
-        return True
-    if not (row.cells or row.tallies or row.members):
-        return False
+def _bad_nodes(row: Row, nodes: int) -> bool:
+    """A cell, tally or member naming a node index outside its batch's node list."""
     return (any(not 0 <= c.origin < nodes for c in row.cells)
             or any(not 0 <= t.node < nodes for t in row.tallies)
             or any(not 0 <= m.node < nodes for m in row.members))
+
+
+def _incoming(row: Row, col: str, at: dict[str, int]) -> Any:
+    """The value `row` brings for `col` (a cell's over the row's), or `_ABSENT`."""
+    for c in row.cells:
+        if c.col == col:
+            return c.val
+    i = at.get(col)
+    if row.values and i is not None:
+        return row.values[i]
+    return _ABSENT
 
 
 def _dump(lineage: dict[str, int] | None) -> str | None:

@@ -41,7 +41,7 @@ def among(dialect: Dialect, column: Any, ids: Sequence[Any]) -> list[Any]:
 _INSTANT_TEXT: dict[datetime, str] = {}
 
 
-def _sqlite_instant(value: Any) -> str | None:
+def sqlite_instant(value: Any) -> str | None:
     """What `UtcDateTime` stores on SQLite (naive UTC, always with microseconds, as
     SQLAlchemy's DATETIME writes it), without two layers of processors per value.
 
@@ -64,12 +64,12 @@ def _sqlite_instant(value: Any) -> str | None:
     return text
 
 
-def _processor(kind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+def bind_processor(kind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     """The bind processor of a column type; for booleans and JSON documents a shortcut
     for the common values that falls back to SQLAlchemy's own for anything else (so
     errors and edge cases such as JSON `null` stay exactly as SQLAlchemy has them)."""
     if isinstance(kind, UtcDateTime):
-        return _sqlite_instant
+        return sqlite_instant
     impl = kind.dialect_impl(dialect)
     general: Callable[[Any], Any] | None = impl.bind_processor(dialect)
     if general is None:
@@ -122,7 +122,7 @@ def _compile(dialect: Dialect, table: Table, columns: tuple[str, ...],
     order = tuple(columns.index(n) for n in names)
     convert = []
     for position, name in enumerate(names):
-        process = _processor(table.c[name].type, dialect)
+        process = bind_processor(table.c[name].type, dialect)
         if process is not None:
             convert.append((position, process))
     found = _Compiled(compiled.string, order, tuple(convert))
@@ -132,9 +132,10 @@ def _compile(dialect: Dialect, table: Table, columns: tuple[str, ...],
 
 async def insert_rows(conn: AsyncConnection, table: Table, columns: tuple[str, ...],
                       rows: Sequence[Sequence[Any]], *, keys: tuple[str, ...] = (),
-                      update: tuple[str, ...] = ()) -> None:
+                      update: tuple[str, ...] = (), finished: bool = False) -> None:
     """INSERT `rows` (tuples in `columns` order) into `table`; with `keys`, rows whose
-    keys exist update the `update` columns instead."""
+    keys exist update the `update` columns instead. `finished`: on SQLite the values
+    are already what the driver binds (`schema._plan.finisher`), nothing is converted."""
     if not rows:
         return
     if conn.dialect.name != "sqlite":
@@ -147,7 +148,9 @@ async def insert_rows(conn: AsyncConnection, table: Table, columns: tuple[str, .
         return
     c = _compile(conn.dialect, table, columns, keys, update)
     order, convert = c.order, c.convert
-    params: list[Any]
+    params: Sequence[Any]
+    if finished:
+        convert = ()
     if convert:
         params = []
         append = params.append
@@ -158,7 +161,7 @@ async def insert_rows(conn: AsyncConnection, table: Table, columns: tuple[str, .
                 p[position] = process(p[position])
             append(tuple(p))  # tuples of plain values drop out of the cyclic collector
     elif order == tuple(range(len(columns))):
-        params = [tuple(r) for r in rows]
+        params = rows
     else:
         params = [tuple(r[i] for i in order) for r in rows]
     # Straight to the driver: SQLAlchemy's execution context would walk every row again.

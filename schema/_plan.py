@@ -4,16 +4,18 @@ policies, computed once per table (used by the apply path, `_apply.py`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Date
+from sqlalchemy.engine import Dialect
 
+from schema._bulk import bind_processor, sqlite_instant
 from schema._entities import ENTITIES
 from schema._policy import Entity
-from schema._tables import table_rank
+from schema._tables import TABLES, table_rank
 from schema._types import UtcDateTime
 from sync import Merge
 
@@ -28,21 +30,34 @@ def _convert(entity: Entity) -> dict[str, Any]:
     return out
 
 
-def _instant(value: Any) -> Any:
+def _instant(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if isinstance(value, datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
+    if not isinstance(value, datetime):
+        raise TypeError(f"not an instant: {type(value).__name__}")
+    instant: datetime = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return instant
+
+
+def _stored_instant(value: Any) -> str | None:
+    """A wire instant straight to its stored text on SQLite (both steps in one call)."""
+    if value.__class__ is datetime and value.tzinfo is not None:
+        return sqlite_instant(value)
+    return sqlite_instant(_instant(value))
 
 
 CONVERTERS = {name: _convert(e) for name, e in ENTITIES.items()}
+
+
+Finish = tuple[tuple[int, Callable[[Any], Any] | None, Any, Callable[[], Any] | None], ...]
+"""(position, convert, value when None, make when None) per column `finisher` handles."""
 
 
 @dataclass(frozen=True)
 class Plan:
     """What applying a new row of one table needs, computed once per table."""
 
+    table: str
     columns: tuple[str, ...]
     """Every column of the table, in the order new rows are buffered."""
     pos: dict[str, int]
@@ -55,12 +70,18 @@ class Plan:
     """(position, converter or None, default or None) for every column whose value a
     new row may still need converted (when present) or defaulted (when absent); the
     counters and sets are computed whole, so they are in neither list."""
+    finishers: dict[str, Finish] = field(
+        default_factory=dict, compare=False, repr=False)
+    """`finisher`'s answer per dialect name, made on first use."""
 
 
 def _default(f: Any) -> Any:
     arg: Any = getattr(f.column.default, "arg", None)
     if getattr(f.column.default, "is_callable", False):
-        return lambda: arg(None)
+        def made() -> Any:
+            return arg(None)
+        made.per_row = True  # type: ignore[attr-defined]
+        return made
     return lambda: arg
 
 
@@ -68,6 +89,7 @@ def _plan(entity: Entity) -> Plan:
     columns = tuple(f.name for f in entity.fields)
     pos = {c: i for i, c in enumerate(columns)}
     return Plan(
+        table=entity.table,
         columns=columns,
         pos=pos,
         known=frozenset(f.name for f in entity.fields if f.replicated and f.name != "id"),
@@ -93,6 +115,52 @@ def _finish(entity: Entity, pos: dict[str, int]) -> tuple[tuple[int, Any, Any], 
 
 
 PLANS = {name: _plan(e) for name, e in ENTITIES.items()}
+
+
+def finisher(plan: Plan, dialect: Dialect) -> Finish:
+    """What turns a new row, laid out in table order (wire values, a cell's, the
+    computed sets; None where absent), into what is written. For each column that
+    needs it: `convert` for a present value (from its wire form and, on SQLite, on to
+    what the driver binds; None: kept as it is) and, for an absent one, a fixed
+    value or, when the default is made per row, `make`. On SQLite the rows are then
+    written as they are (`insert_rows(..., finished=True)`): one conversion per value
+    instead of one here and another there, and a value of the wrong type fails here,
+    inside its row's apply, so that row alone is quarantined."""
+    found = plan.finishers.get(dialect.name)
+    if found is not None:
+        return found
+    table = TABLES[plan.table]
+    stage = {j: (conv, default) for j, conv, default in plan.finish}
+    out = []
+    for j, name in enumerate(plan.columns):
+        conv, default = stage.get(j, (None, None))
+        proc = (bind_processor(table.c[name].type, dialect)
+                if dialect.name == "sqlite" else None)
+        if conv is None and default is None and proc is None:
+            continue
+        out.append((j, _convert_present(conv, proc), *_when_none(default, proc)))
+    found = plan.finishers[dialect.name] = tuple(out)
+    return found
+
+
+def _convert_present(conv: Callable[[Any], Any] | None, proc: Callable[[Any], Any] | None
+                     ) -> Callable[[Any], Any] | None:
+    if conv is None or proc is None:
+        return conv or proc
+    if conv is _instant and proc is sqlite_instant:
+        return _stored_instant
+    return lambda v: proc(conv(v))
+
+
+def _when_none(default: Callable[[], Any] | None, proc: Callable[[Any], Any] | None
+               ) -> tuple[Any, Callable[[], Any] | None]:
+    """(fixed value, None) or (None, make) for an absent value."""
+    if default is None:
+        return (proc(None) if proc else None), None
+    if getattr(default, "per_row", False):
+        return None, (lambda: proc(default())) if proc else default
+    value = default()
+    return (proc(value) if proc else value), None
 
 
 def picker(table: str, columns: list[str], from_hq: bool) -> Callable[[list[Any]], Any]:

@@ -193,7 +193,7 @@ def test_stored_instants_are_what_sqlalchemy_writes_whether_remembered_or_not() 
 
     from sqlalchemy.dialects import sqlite
 
-    from schema._bulk import _sqlite_instant
+    from schema._bulk import sqlite_instant
     from schema._types import UtcDateTime
 
     dialect = sqlite.dialect()
@@ -204,8 +204,9 @@ def test_stored_instants_are_what_sqlalchemy_writes_whether_remembered_or_not() 
               base.astimezone(timezone(timedelta(hours=-5, minutes=-30))),
               datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)]
     for value in values + values:
-        assert _sqlite_instant(value) == bind(value), value
-    assert _sqlite_instant(None) is None
+        assert sqlite_instant(value) == bind(value), value
+    assert sqlite_instant(None) is None
     for bad in (base.replace(tzinfo=None), "2026-11-27T08:00:05Z", 5):
         with pytest.raises(ValueError):  # naive, even right after the same aware instant
-            _sqlite_instant(bad)
+            sqlite_instant(bad)
+

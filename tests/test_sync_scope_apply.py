@@ -4,7 +4,9 @@ named after the rule id (the other sections: tests/test_sync_rules.py)."""
 from __future__ import annotations
 
 import msgspec
+from sqlalchemy import select
 
+from schema._tables import sync_members
 from sync import (
     Cell,
 )
@@ -229,6 +231,28 @@ async def test_unknown_column_parked_in_a_changed_cell(net: Net) -> None:
     assert [(q.tbl, q.id) for q in result.quarantined] == [("customers", c)]
     assert "loyalty_tier" in result.quarantined[0].reason
     assert (await row(net.hq, "customers", c) or {})["industry"] == "零售"
+
+
+async def test_unappliable_value_quarantined(net: Net) -> None:
+    """A new row with a value its column cannot hold is quarantined alone: nothing of it
+    is written (no stamp, no tag members), and the rest of the page applies."""
+    bad = await new_customer(net, "S001", "S001", tags=["vip"])
+    good = await new_customer(net, "S001", "S001", tags=["vip"])
+    batch = await net.push_batch("S001")
+    index = next(i for i, r in enumerate(batch.rows) if r.id == bad)
+    at = batch.columns["customers"].index("registered_at")
+    values = list(batch.rows[index].values or [])
+    values[at] = 20261127  # a number where an instant belongs
+    result = await net.apply_at_hq("S001", replace_row(batch, index, values=values))
+    assert [(q.tbl, q.id) for q in result.quarantined] == [("customers", bad)]
+    assert result.quarantined[0].reason.startswith("unappliable: TypeError")
+    assert await row(net.hq, "customers", bad) is None
+    assert await stamp(net.hq, "customers", bad) is None
+    async with net.hq.db.read() as conn:
+        members = (await conn.execute(select(sync_members.c.elem).where(
+            sync_members.c.row_id.in_([bad, good])))).scalars().all()
+    assert members == ["vip"]  # the good customer's only
+    assert (await row(net.hq, "customers", good) or {})["tags"] == ["vip"]
 
 
 async def test_malformed_row_quarantined(net: Net) -> None:
