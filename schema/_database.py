@@ -50,6 +50,20 @@ def _json(value: Any) -> str:
     return _JSON_ENCODER.encode(value)
 
 
+# sqlcipher3 (a pysqlite3 fork) binds only exact int, float, str and bytearray values
+# directly; for any other (None, bool, bytes) it probes the value for `__conform__`
+# and the protocol for `__adapt__`, building and discarding an AttributeError with a
+# formatted message each time: about 0.8 µs a value, more than SQLite's own work for
+# a customer row with forty NULL columns (bench/RESULTS.md). With an adapter
+# registered, the probe is one dictionary look-up and a call in C. Each returns what
+# the driver would bind anyway: NULL, 0 or 1, the blob. The registry is the module's,
+# so this holds for every connection in the process.
+_NOTHING: dict[Any, Any] = {}
+sqlcipher3.register_adapter(type(None), _NOTHING.get)  # get(None) is None: bound NULL
+sqlcipher3.register_adapter(bool, int)
+sqlcipher3.register_adapter(bytes, bytes)  # bytes(b) is b itself: bound as a blob
+
+
 def sqlite_url(path: Path) -> str:
     """The SQLAlchemy URL of an encrypted SQLite file."""
     return f"sqlite+aiosqlite:///{path}"

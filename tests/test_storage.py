@@ -210,3 +210,21 @@ def test_stored_instants_are_what_sqlalchemy_writes_whether_remembered_or_not() 
         with pytest.raises(ValueError):  # naive, even right after the same aware instant
             sqlite_instant(bad)
 
+
+def test_driver_binds_nulls_booleans_and_blobs_through_registered_adapters() -> None:
+    """sqlcipher3 probes every None, bool and bytes parameter for adaptation the slow way
+    (an AttributeError built per value) unless an adapter is registered; ours must bind
+    exactly what the driver binds without them."""
+    import sqlcipher3
+
+    import schema._database  # noqa: F401  (registers the adapters)
+
+    registered = {kind for kind, _ in sqlcipher3.adapters}
+    assert {type(None), bool, bytes} <= registered
+    conn = sqlcipher3.connect(":memory:")
+    try:
+        row = conn.execute("SELECT typeof(?), ? IS NULL, typeof(?), ?, typeof(?), ?, typeof(?), ?",
+                           (None, None, True, False, b"\x00\xff", b"", 7, 7)).fetchone()
+    finally:
+        conn.close()
+    assert row == ("null", 1, "integer", 0, "blob", b"", "integer", 7)
