@@ -61,7 +61,7 @@ BIN = Path(sys.executable).parent / "branchline"
 PASSPHRASE = "bench-enrol-passphrase"
 BRANCH = "S001"
 FILL_CHUNK = 5_000
-PAGE_ROWS = 2_000
+PAGE_ROWS = 5_000  # the product default (sync.PAGE_ROWS)
 SKEW_MS = 300_000
 STARTUP_SECONDS = 120
 

@@ -52,7 +52,7 @@ from schema._apply import ApplyResult, apply_batch
 from schema._exchange import next_page, no_echo_cursor, stream_head
 from schema._tables import bundle_log
 from schema._upsert import upsert
-from sync import PROTOCOL_VERSION
+from sync import PAGE_ROWS, PROTOCOL_VERSION
 
 SCHEMA_VERSION = 1
 
@@ -69,7 +69,7 @@ class BundleNode:
     folders: Folders
     hq_node_id: str
     max_skew_ms: int = 5 * 60 * 1000
-    page_rows: int = 2000
+    page_rows: int = PAGE_ROWS
 
 
 @dataclass

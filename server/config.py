@@ -18,6 +18,7 @@ import msgspec
 from crypto import KeyFileError, derive_root_key, parse_hex_key, read_key_file
 from schema import sqlite_url
 from server.errors import NodeError
+from sync import PAGE_ROWS
 
 CONFIG_FILE = "node.json"
 DB_FILE = "branchline.db"
@@ -67,7 +68,7 @@ class Settings(msgspec.Struct, kw_only=True):
     max_skew_ms: int = 5 * 60 * 1000
     """A change or request whose clock is further ahead than this is refused."""
     sync_interval_seconds: float = 30.0
-    sync_page_rows: int = 2000
+    sync_page_rows: int = PAGE_ROWS
     sync_body_bytes: int = 64 * 1024 * 1024
 
     @property

@@ -13,6 +13,7 @@ from sync._lineage import merge as merge_lineage
 from sync._merge import Decision, compact, decide, lineage_of
 from sync._policy import CONFLICTING, Merge, Stamp, beats, state_rank
 from sync._wire import (
+    PAGE_ROWS,
     PROTOCOL_VERSION,
     Batch,
     Cell,
@@ -33,6 +34,7 @@ from sync._wire import (
 
 __all__ = [
     "CONFLICTING",
+    "PAGE_ROWS",
     "PROTOCOL_VERSION",
     "Batch",
     "Cell",

@@ -25,10 +25,10 @@ from server.node import Node
 from server.services.bundles import bundle_health
 from server.services.loyalty import post_pending
 from server.services.merges import settle_after_sync
-from sync import PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest, Quarantined
+from sync import PAGE_ROWS, PROTOCOL_VERSION, Batch, PullRequest, PushAck, PushRequest, Quarantined
 
 SCHEMA_VERSION = 1
-MAX_PAGE = 5000
+MAX_PAGE = 2 * PAGE_ROWS  # what a pull may ask for
 
 log = logging.getLogger("branchline.sync")
 
