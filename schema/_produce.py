@@ -16,6 +16,7 @@ import msgspec
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from schema._bulk import among
 from schema._entities import ENTITIES
 from schema._scope import (
     BY_BRANCH,
@@ -87,9 +88,8 @@ ORDER_KEY = tuple_(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl, sync_rows.
 async def _side(conn: AsyncConnection, table: Any, tbl: str, ids: list[str]
                 ) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = defaultdict(list)
-    for i in range(0, len(ids), 500):
-        for r in await conn.execute(select(table).where(
-                table.c.tbl == tbl, table.c.row_id.in_(ids[i:i + 500]))):
+    for listed in among(conn.dialect, table.c.row_id, ids):
+        for r in await conn.execute(select(table).where(table.c.tbl == tbl, listed)):
             out[r.row_id].append(r)
     return out
 
@@ -121,9 +121,8 @@ async def _data(conn: AsyncConnection, tbl: str, ids: list[str]) -> dict[str, _V
     pos = _POSITIONS[tbl]
     columns = [t.c[c] for c in ENTITIES[tbl].replicated_columns]
     out: dict[str, _Values] = {}
-    for i in range(0, len(ids), 500):
-        for r in await conn.execute(select(t.c.id, *columns).where(
-                t.c.id.in_(ids[i:i + 500]))):
+    for listed in among(conn.dialect, t.c.id, ids):
+        for r in await conn.execute(select(t.c.id, *columns).where(listed)):
             out[r[0]] = _Values(pos, r[1:])
     return out
 
