@@ -202,15 +202,13 @@ async def _parents_after(conn: AsyncConnection, by_tbl: dict[str, list[Any]], la
     for tbl in sorted(CHILDREN & by_tbl.keys()):
         t = TABLES[tbl]
         ids = [s.row_id for s in by_tbl[tbl]]
-        for i in range(0, len(ids), 500):
+        for listed in among(conn.dialect, t.c.id, ids):
             owners |= {r.customer_id for r in await conn.execute(
-                select(t.c.customer_id).where(t.c.id.in_(ids[i:i + 500]))) if r.customer_id}
-    wanted = sorted(owners)
+                select(t.c.customer_id).where(listed)) if r.customer_id}
     out: list[Any] = []
-    for i in range(0, len(wanted), 500):
+    for listed in among(conn.dialect, sync_rows.c.row_id, sorted(owners)):
         out += (await conn.execute(select(sync_rows).where(
-            sync_rows.c.tbl == "customers", sync_rows.c.row_id.in_(wanted[i:i + 500]),
-            last < ORDER_KEY))).all()
+            sync_rows.c.tbl == "customers", listed, last < ORDER_KEY))).all()
     return out
 
 

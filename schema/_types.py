@@ -30,6 +30,26 @@ class UtcDateTime(TypeDecorator[datetime]):
             return instant.replace(tzinfo=None)
         return instant
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        general = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite":
+            return general
+        parse = datetime.fromisoformat
+
+        # SQLAlchemy parses SQLite's stored text with a regular expression and then
+        # tags the zone: eight times slower than the C parser, on every instant read.
+        # The text it writes ("2026-11-27 08:00:05.123000", always this long) is ISO
+        # 8601 as it stands; any other text gets SQLAlchemy's own processing.
+        def process(value: Any) -> datetime | None:
+            if value.__class__ is str and len(value) == 26 and value[10] == " ":
+                try:
+                    instant: datetime = parse(value + "+00:00")
+                    return instant
+                except ValueError:
+                    pass
+            return general(value) if general is not None else value
+        return process
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None

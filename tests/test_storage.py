@@ -228,3 +228,26 @@ def test_driver_binds_nulls_booleans_and_blobs_through_registered_adapters() -> 
     finally:
         conn.close()
     assert row == ("null", 1, "integer", 0, "blob", b"", "integer", 7)
+
+
+def test_stored_instants_read_back_as_sqlalchemy_would_parse_them() -> None:
+    """Instants are parsed from SQLite's text with the C parser; the result must be what
+    SQLAlchemy's own processing gives, and text it alone understands still reads."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects import sqlite
+
+    from schema._types import UtcDateTime
+
+    dialect = sqlite.dialect()
+    fast = UtcDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    slow = DateTime().dialect_impl(dialect).result_processor(dialect, None)
+    assert fast is not None and slow is not None
+    for text in ("2026-11-27 08:00:05.123000", "1999-12-31 23:59:59.999999",
+                 "2026-11-27 08:00:05", "2026-11-27"):
+        value = fast(text)
+        assert value == slow(text).replace(tzinfo=UTC), text
+        assert value.tzinfo is UTC
+    assert fast(None) is None
+    assert isinstance(fast("2026-11-27 08:00:05.123000"), datetime)
