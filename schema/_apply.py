@@ -110,7 +110,7 @@ class Applier:
             if name in SIDE_TABLES:
                 table, columns = SIDE_TABLES[name]
                 await insert_rows(self.conn, table, columns, rows)
-            else:  # new rows, finished by `_insert`
+            else:  # new rows, finished by `NewRows.add`
                 await insert_rows(self.conn, TABLES[name], PLANS[name].columns, rows,
                                   finished=True)
         # A row re-created after a delete already has a stamp: upsert.
@@ -316,10 +316,11 @@ class Applier:
             elif row.values is None:
                 raise ValueError("partial row for a row this node does not hold")
             else:
-                if local is not None:
-                    await self._drop(entity.table, row.id)
+                # Buffered first: a value that fails leaves the old generation in place.
                 assert self._new is not None
                 self._new.add(row)
+                if local is not None:
+                    await self._drop(entity.table, row.id)
                 self.uow.touch()
             return
         if row.cl % 2 == 0 or data is None:

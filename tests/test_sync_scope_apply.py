@@ -255,6 +255,27 @@ async def test_unappliable_value_quarantined(net: Net) -> None:
     assert (await row(net.hq, "customers", good) or {})["tags"] == ["vip"]
 
 
+async def test_unappliable_recreation_keeps_the_old_generation(net: Net) -> None:
+    """A re-created row whose new generation cannot be stored is quarantined before the
+    old generation is dropped: the receiver keeps what it had."""
+    c = await new_customer(net, "S001", "S001")
+    await everywhere(net, "S001")
+    async with await net["S001"].write() as uow:
+        await uow.delete("customers", c)
+    async with await net["S001"].write() as uow:
+        await uow.insert("customers", customer("重建", "S001", id=c))
+    batch = await net.push_batch("S001")
+    index = next(i for i, r in enumerate(batch.rows) if r.id == c)
+    assert batch.rows[index].cl == 3
+    values = list(batch.rows[index].values or [])
+    values[batch.columns["customers"].index("registered_at")] = [2026]
+    result = await net.apply_at_hq("S001", replace_row(batch, index, values=values))
+    assert [(q.id, q.reason.split(":")[0]) for q in result.quarantined] == [(c, "unappliable")]
+    held = await row(net.hq, "customers", c)
+    assert held is not None and held["name"] != "重建"
+    assert (await stamp(net.hq, "customers", c)).cl == 1
+
+
 async def test_malformed_row_quarantined(net: Net) -> None:
     bad = await new_customer(net, "S001", "S001")
     good = await new_customer(net, "S001", "S001")
