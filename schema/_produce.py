@@ -153,11 +153,14 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
         if tbl not in ENTITIES:
             continue
         ids = [s.row_id for s in stamps]
-        data = await _data(conn, tbl, ids)
         side = await _sides(conn, tbl, ids)
         cells = side[0]
+        echoes = _echoes(stamps, side, peer)
+        data = await _data(conn, tbl, [i for i in ids if i not in echoes] if echoes else ids)
         keep = await _in_scope(conn, tbl, data, scope)
         for s in stamps:
+            if s.row_id in echoes:
+                continue
             whole = _after(s.stamp_seq, tbl, s.row_id, since)
             # Moved to another branch, or re-created (perhaps under another branch than
             # the generation the peer may hold): the peer's copy is out of date.
@@ -185,6 +188,28 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
                  nodes=nodes.ids, columns=_columns({r.tbl for r in rows}), rows=rows,
                  cursor=_next(since, last, more=len(page) == limit), more=len(page) == limit,
                  evictions=evictions, entered=sorted(entered))
+
+
+def _echoes(stamps: list[Any], side: tuple[dict[str, list[Any]], ...], peer: str | None
+            ) -> set[str]:
+    """Rows the peer made that nothing else has touched: its first generation, stamped
+    by the peer, with no cells, and only the peer's own tallies and set additions.
+    `_row` would send nothing of them (the peer holds them exactly), so their data is
+    not even read: after a branch's first push, the pull that follows walks every row
+    HQ just took from it."""
+    if peer is None:
+        return set()
+    cells, tallies, members = side
+    out: set[str] = set()
+    for s in stamps:
+        if s.origin != peer or s.cl != 1 or s.row_id in cells:
+            continue
+        if any(t.node != peer for t in tallies.get(s.row_id, ())):
+            continue
+        if any(m.node != peer or m.removed for m in members.get(s.row_id, ())):
+            continue
+        out.add(s.row_id)
+    return out
 
 
 def _next(since: Key, last: Key, *, more: bool) -> str:

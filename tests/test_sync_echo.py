@@ -4,6 +4,7 @@ its own writes always are."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from schema import Scope, outgoing, peer_state
 from tests.sync_harness import Replica, customer, open_replica, pull, push
@@ -61,4 +62,45 @@ async def test_no_echo_never_hides_own_unpushed_writes(tmp_path: Path) -> None:
         assert names == {"门店客户", "平板客户"}
     finally:
         for r in (hq, store, tablet):
+            await r.close()
+
+
+async def test_echo_rows_are_skipped_unread(tmp_path: Path, monkeypatch: Any) -> None:
+    """A store that never pulled pushes its offline work; its next pull skips those rows
+    without reading them, yet still gets what others did to them and what HQ made."""
+    import schema._produce as produce
+
+    hq = await open_replica(tmp_path / "hq.db")
+    store = await open_replica(tmp_path / "store.db", "S001")
+    try:
+        ids = []
+        async with await store.write() as uow:
+            for i in range(6):
+                ids.append((await uow.insert("customers", customer(
+                    f"客户{i}", "S001", tags=["vip"])))["id"])
+        async with await hq.write() as uow:
+            made = (await uow.insert("customers", customer("总部客户", "S001")))["id"]
+        await push(store, hq)
+        async with await hq.write() as uow:  # HQ touches one of the store's customers
+            await uow.update("customers", ids[0], {"industry": "零售"})
+        read: list[str] = []
+        real = produce._data
+
+        async def spy(conn: Any, tbl: str, row_ids: list[str]) -> Any:
+            read.extend(row_ids)
+            return await real(conn, tbl, row_ids)
+
+        monkeypatch.setattr(produce, "_data", spy)
+        state = await peer_state(store.db, hq.id)
+        batch = await outgoing(hq.db, sender=hq.id, peer=store.id, scope=Scope(branch="S001"),
+                               cursor=state["pulled"], limit=10_000)
+        assert {r.id for r in batch.rows if r.tbl == "customers"} == {made, ids[0]}
+        assert set(read) & set(ids) == {ids[0]}  # the untouched five were never read
+        await pull(store, hq)
+        async with await store.write() as uow:
+            held = await uow.get("customers", ids[0])
+            assert held is not None and held["industry"] == "零售" and held["tags"] == ["vip"]
+            assert await uow.get("customers", made) is not None
+    finally:
+        for r in (hq, store):
             await r.close()
