@@ -278,13 +278,10 @@ class Applier:
         if tbl in HQ_ONLY_WRITES:
             return f"a branch cannot change {tbl}"
 
-        def incoming(col: str) -> Any:
-            return _incoming(row, col, at)
-
         if tbl == "customers":
             if current is not None and current.get("branch") != branch:
                 return f"customer belongs to branch {current.get('branch')}, not {branch}"
-            filed = incoming("branch")
+            filed = _incoming(row, "branch", at)
             if filed is not _ABSENT and filed != branch:
                 return f"a branch cannot file customers under {filed!r}"
             if current is None and row.values is None and row.cl % 2 == 1:
@@ -294,12 +291,12 @@ class Applier:
         if tbl in BY_BRANCH:  # a branch writes only its own share (notices, store ledger)
             if current is not None and current.get("branch") != branch:
                 return f"{tbl} row belongs to branch {current.get('branch')}, not {branch}"
-            filed = incoming("branch")
+            filed = _incoming(row, "branch", at)
             if filed is not _ABSENT and filed != branch:
                 return f"a branch cannot write {tbl} rows of branch {filed!r}"
             return None
         if tbl in CHILDREN:
-            owner = current.get("customer_id") if current else incoming("customer_id")
+            owner = current.get("customer_id") if current else _incoming(row, "customer_id", at)
             if owner is None or owners.get(owner) != branch:
                 return f"{tbl} row belongs to a customer outside branch {branch}"
         return None

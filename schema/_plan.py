@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Date
 from sqlalchemy.engine import Dialect
 
-from schema._bulk import bind_processor, sqlite_instant
+from schema._bulk import bind_processor
 from schema._entities import ENTITIES
 from schema._policy import Entity
 from schema._tables import TABLES, table_rank
@@ -31,19 +31,14 @@ def _convert(entity: Entity) -> dict[str, Any]:
 
 
 def _instant(value: Any) -> datetime:
+    if value.__class__ is datetime and value.tzinfo is not None:
+        return value  # as the wire delivers instants
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if not isinstance(value, datetime):
         raise TypeError(f"not an instant: {type(value).__name__}")
     instant: datetime = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     return instant
-
-
-def _stored_instant(value: Any) -> str | None:
-    """A wire instant straight to its stored text on SQLite (both steps in one call)."""
-    if value.__class__ is datetime and value.tzinfo is not None:
-        return sqlite_instant(value)
-    return sqlite_instant(_instant(value))
 
 
 CONVERTERS = {name: _convert(e) for name, e in ENTITIES.items()}
@@ -66,23 +61,23 @@ class Plan:
     counters: tuple[str, ...]
     sets: tuple[str, ...]
     ord: int
-    finish: tuple[tuple[int, Any, Any], ...]
-    """(position, converter or None, default or None) for every column whose value a
-    new row may still need converted (when present) or defaulted (when absent); the
-    counters and sets are computed whole, so they are in neither list."""
+    finish: Finish
+    """For every column whose value a new row may still need converted (when present)
+    or defaulted (when absent): (position, converter or None, the default when it is
+    a fixed value, the default's maker when it is made per row). The counters and
+    sets are computed whole, so they are not in it."""
     finishers: dict[str, Finish] = field(
         default_factory=dict, compare=False, repr=False)
     """`finisher`'s answer per dialect name, made on first use."""
 
 
-def _default(f: Any) -> Any:
-    arg: Any = getattr(f.column.default, "arg", None)
-    if getattr(f.column.default, "is_callable", False):
-        def made() -> Any:
-            return arg(None)
-        made.per_row = True  # type: ignore[attr-defined]
-        return made
-    return lambda: arg
+def _default(f: Any) -> tuple[Any, Callable[[], Any] | None]:
+    """(fixed value, None) or (None, maker) for a column's default."""
+    default = f.column.default
+    arg: Any = getattr(default, "arg", None)
+    if getattr(default, "is_callable", False):
+        return None, lambda: arg(None)
+    return arg, None
 
 
 def _plan(entity: Entity) -> Plan:
@@ -101,16 +96,16 @@ def _plan(entity: Entity) -> Plan:
     )
 
 
-def _finish(entity: Entity, pos: dict[str, int]) -> tuple[tuple[int, Any, Any], ...]:
+def _finish(entity: Entity, pos: dict[str, int]) -> Finish:
     converters = CONVERTERS[entity.table]
     out = []
     for f in entity.fields:
         if f.merge in (Merge.COUNTER, Merge.ADD_WINS_SET):
             continue
         conv = converters.get(f.name)
-        default = _default(f) if f.column.default is not None else None
-        if conv is not None or default is not None:
-            out.append((pos[f.name], conv, default))
+        if conv is not None or f.column.default is not None:
+            fixed, make = _default(f) if f.column.default is not None else (None, None)
+            out.append((pos[f.name], conv, fixed, make))
     return tuple(out)
 
 
@@ -130,37 +125,24 @@ def finisher(plan: Plan, dialect: Dialect) -> Finish:
     if found is not None:
         return found
     table = TABLES[plan.table]
-    stage = {j: (conv, default) for j, conv, default in plan.finish}
+    stage = {j: (conv, fixed, make) for j, conv, fixed, make in plan.finish}
     out = []
     for j, name in enumerate(plan.columns):
-        conv, default = stage.get(j, (None, None))
+        conv, fixed, make = stage.get(j, (None, None, None))
         proc = (bind_processor(table.c[name].type, dialect)
                 if dialect.name == "sqlite" else None)
-        if conv is None and default is None and proc is None:
+        if proc is None:
+            if conv is not None or fixed is not None or make is not None:
+                out.append((j, conv, fixed, make))
             continue
-        out.append((j, _convert_present(conv, proc), *_when_none(default, proc)))
+        convert = proc if conv is None else _then(conv, proc)
+        out.append((j, convert, proc(fixed), None if make is None else _then(make, proc)))
     found = plan.finishers[dialect.name] = tuple(out)
     return found
 
 
-def _convert_present(conv: Callable[[Any], Any] | None, proc: Callable[[Any], Any] | None
-                     ) -> Callable[[Any], Any] | None:
-    if conv is None or proc is None:
-        return conv or proc
-    if conv is _instant and proc is sqlite_instant:
-        return _stored_instant
-    return lambda v: proc(conv(v))
-
-
-def _when_none(default: Callable[[], Any] | None, proc: Callable[[Any], Any] | None
-               ) -> tuple[Any, Callable[[], Any] | None]:
-    """(fixed value, None) or (None, make) for an absent value."""
-    if default is None:
-        return (proc(None) if proc else None), None
-    if getattr(default, "per_row", False):
-        return None, (lambda: proc(default())) if proc else default
-    value = default()
-    return (proc(value) if proc else value), None
+def _then(first: Callable[..., Any], then: Callable[[Any], Any]) -> Callable[..., Any]:
+    return lambda *v: then(first(*v))
 
 
 def picker(table: str, columns: list[str], from_hq: bool) -> Callable[[list[Any]], Any]:

@@ -336,15 +336,16 @@ async def _children(conn: AsyncConnection, customer_ids: list[str], nodes: _Node
     for tbl in sorted(CHILDREN):
         t = TABLES[tbl]
         ids = []
-        for i in range(0, len(customer_ids), 500):
-            ids += [r.id for r in await conn.execute(
-                select(t.c.id).where(t.c.customer_id.in_(customer_ids[i:i + 500])))]
+        for listed in among(conn.dialect, t.c.customer_id, customer_ids):
+            ids += [r.id for r in await conn.execute(select(t.c.id).where(listed))]
         if not ids:
             continue
         data = await _data(conn, tbl, ids)
         side = await _sides(conn, tbl, ids)
-        stamps = await conn.execute(select(sync_rows).where(
-            sync_rows.c.tbl == tbl, sync_rows.c.row_id.in_(ids)))
+        stamps: list[Any] = []
+        for listed in among(conn.dialect, sync_rows.c.row_id, ids):
+            stamps += (await conn.execute(select(sync_rows).where(
+                sync_rows.c.tbl == tbl, listed))).all()
         for s in stamps:
             row = _row(tbl, s, data.get(s.row_id), [x.get(s.row_id, []) for x in side],
                        True, ZERO, nodes, None, fresh=True)
