@@ -197,8 +197,11 @@ async def _fresh_replica(path: Path, *, hq: bool, node_id: str | None = None
                          ) -> tuple[Any, str]:
     """A new empty SQLCipher database (random key), migrated; and a node id for it."""
     from crypto import generate_db_key
-    from schema import Database, new_id, sqlite_url
+    from schema import Database, load_search_dictionaries, new_id, sqlite_url
 
+    # As `branchline serve` does at start-up: the one-time load of the name-search
+    # dictionaries (about 0.3 s) is no part of applying rows.
+    load_search_dictionaries()
     db = await Database.open(sqlite_url(path), generate_db_key())
     await db.migrate()
     db.hq_authority = hq

@@ -83,6 +83,7 @@ from schema._types import UtcDateTime, utcnow
 from schema._uow import UnitOfWork
 from schema._values import (
     clean_text,
+    load_search_dictionaries,
     normalize_email,
     normalize_mobile,
     normalize_phone,
@@ -148,6 +149,7 @@ __all__ = [
     "incoming",
     "is_working_day",
     "load_policy",
+    "load_search_dictionaries",
     "local_day",
     "metadata",
     "new_id",

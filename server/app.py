@@ -16,6 +16,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
+from schema import load_search_dictionaries
 from server.api import access, accounts, analytics, care, pwa, registration, service_desk
 from server.api import audit as audit_api
 from server.api import devices as devices_api
@@ -50,6 +51,8 @@ def create_app(settings: Settings, *, background_sync: bool = True) -> Litestar:
         # From the app's state, not the closure: a test process builds the app once
         # (registering ~300 handlers takes a second) and points it at each test's node.
         node = app.state.node = await open_node(app.state.settings)
+        if background_sync:  # a serving node: not each test's app
+            await asyncio.to_thread(load_search_dictionaries)
         tasks = [start_background_sync(node),
                  start_key_jobs(node.db, node.node_id, node.settings.sync_interval_seconds),
                  start_classification_schedule(node, CLASSIFY_EVERY_SECONDS),

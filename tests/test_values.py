@@ -7,6 +7,7 @@ import pytest
 from schema import (
     FieldError,
     clean_text,
+    load_search_dictionaries,
     normalize_mobile,
     search_keys,
     validate_id_number,
@@ -81,3 +82,11 @@ def test_search_keys_match_plain_pypinyin_on_many_names() -> None:
         initials = "".join(s[0] for s in lazy_pinyin(text, style=Style.FIRST_LETTER,
                                                       errors="ignore") if s.strip())
         assert search_keys(name) == f"{text} {''.join(syllables)} {initials}", name
+
+
+def test_search_dictionaries_load_ahead_of_the_first_name() -> None:
+    from schema._values import _pinyin
+
+    load_search_dictionaries()
+    assert _pinyin.cache_info().currsize == 1
+    assert search_keys("张三") == "张三 zhangsan zs"
