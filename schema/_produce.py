@@ -27,7 +27,7 @@ from schema._scope import (
     customer_holders,
 )
 from schema._tables import TABLES, sync_cells, sync_members, sync_rows, sync_tallies, table_rank
-from sync import PROTOCOL_VERSION, Batch, Cell, Member, Merge, Row, Tally
+from sync import PROTOCOL_VERSION, Batch, Cell, Member, Merge, Row, Tally, collector_paused
 
 Key = tuple[int, int, str, str]
 """A place in the change order: (seq, table rank, table, row id)."""
@@ -130,6 +130,15 @@ async def _data(conn: AsyncConnection, tbl: str, ids: list[str]) -> dict[str, _V
 async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int,
                   scope: Scope, peer: str | None = None) -> Batch:
     """The next page of changes after `cursor` for a peer holding `scope`."""
+    # A page reads and builds hundreds of thousands of short-lived containers: about a
+    # fifth of producing it went to the cyclic collector.
+    with collector_paused():
+        return await _produce(conn, sender=sender, cursor=cursor, limit=limit, scope=scope,
+                              peer=peer)
+
+
+async def _produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int,
+                   scope: Scope, peer: str | None) -> Batch:
     since, start = _parse(cursor)
     page = (await conn.execute(
         select(sync_rows)

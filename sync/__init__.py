@@ -5,6 +5,7 @@ on bit for bit: the clock, the merge order of each policy, lineage, and the wire
 messages.
 """
 
+from sync._collector import collector_paused
 from sync._crdt import counter_value, merge_totals, set_members
 from sync._errors import ClockSkewError, SyncError
 from sync._hlc import millis_of, pack, receive, tick
@@ -54,6 +55,7 @@ __all__ = [
     "SyncError",
     "Tally",
     "beats",
+    "collector_paused",
     "compact",
     "compress",
     "concurrent",

@@ -39,3 +39,15 @@ def test_decode_leaves_a_paused_collector_paused() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_collector_paused_nests_and_resumes_after_an_error() -> None:
+    from sync import collector_paused
+
+    with pytest.raises(RuntimeError):
+        with collector_paused():
+            with collector_paused():
+                assert not gc.isenabled()
+            assert not gc.isenabled()  # the outer block paused it: still paused
+            raise RuntimeError("boom")
+    assert gc.isenabled()
