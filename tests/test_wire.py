@@ -44,10 +44,9 @@ def test_decode_leaves_a_paused_collector_paused() -> None:
 def test_collector_paused_nests_and_resumes_after_an_error() -> None:
     from sync import collector_paused
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError), collector_paused():
         with collector_paused():
-            with collector_paused():
-                assert not gc.isenabled()
-            assert not gc.isenabled()  # the outer block paused it: still paused
-            raise RuntimeError("boom")
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer block paused it: still paused
+        raise RuntimeError("boom")
     assert gc.isenabled()
