@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import select, tuple_
+from sqlalchemy import or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schema._bulk import among
@@ -140,11 +140,18 @@ async def produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int
 async def _produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: int,
                    scope: Scope, peer: str | None) -> Batch:
     since, start = _parse(cursor)
+    query = select(sync_rows).where(start < ORDER_KEY)
+    head = ZERO
+    if peer is not None:
+        query = query.where(_not_echo(peer))
+        # Read before the page: on PostgreSQL each statement sees what is committed
+        # when it starts, and a row committed after this is past `head` (writers take
+        # sequence numbers in commit order), so moving the cursor to it skips nothing.
+        head = await _head(conn)
     page = (await conn.execute(
-        select(sync_rows)
-        .where(start < ORDER_KEY)
-        .order_by(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl, sync_rows.c.row_id)
+        query.order_by(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl, sync_rows.c.row_id)
         .limit(limit))).all()
+    more = len(page) == limit
     nodes = _Nodes()
     rows: list[Row] = []
     evictions: list[tuple[str, str]] = []
@@ -157,6 +164,10 @@ async def _produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: in
     parents = await _parents_after(conn, by_tbl, last) if scope.everything else []
     if parents:
         by_tbl["customers"] += parents
+    if not more:
+        # Every row after `start` was taken or skipped as an echo: the cursor moves past
+        # the skipped ones too, so the next round does not walk them again.
+        last = max(last, head)
     entered: set[str] = set()
     for tbl, stamps in by_tbl.items():
         if tbl not in ENTITIES:
@@ -164,12 +175,9 @@ async def _produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: in
         ids = [s.row_id for s in stamps]
         side = await _sides(conn, tbl, ids)
         cells = side[0]
-        echoes = _echoes(stamps, side, peer)
-        data = await _data(conn, tbl, [i for i in ids if i not in echoes] if echoes else ids)
+        data = await _data(conn, tbl, ids)
         keep = await _in_scope(conn, tbl, data, scope)
         for s in stamps:
-            if s.row_id in echoes:
-                continue
             whole = _after(s.stamp_seq, tbl, s.row_id, since)
             # Moved to another branch, or re-created (perhaps under another branch than
             # the generation the peer may hold): the peer's copy is out of date.
@@ -195,30 +203,38 @@ async def _produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: in
         rows = [r for r in rows if (r.tbl, r.id) not in again] + children
     return Batch(protocol=PROTOCOL_VERSION, schema=SCHEMA_VERSION, sender=sender,
                  nodes=nodes.ids, columns=_columns({r.tbl for r in rows}), rows=rows,
-                 cursor=_next(since, last, more=len(page) == limit), more=len(page) == limit,
+                 cursor=_next(since, last, more=more), more=more,
                  evictions=evictions, entered=sorted(entered))
 
 
-def _echoes(stamps: list[Any], side: tuple[dict[str, list[Any]], ...], peer: str | None
-            ) -> set[str]:
-    """Rows the peer made that nothing else has touched: its first generation, stamped
-    by the peer, with no cells, and only the peer's own tallies and set additions.
-    `_row` would send nothing of them (the peer holds them exactly), so their data is
-    not even read: after a branch's first push, the pull that follows walks every row
-    HQ just took from it."""
-    if peer is None:
-        return set()
-    cells, tallies, members = side
-    out: set[str] = set()
-    for s in stamps:
-        if s.origin != peer or s.cl != 1 or s.row_id in cells:
-            continue
-        if any(t.node != peer for t in tallies.get(s.row_id, ())):
-            continue
-        if any(m.node != peer or m.removed for m in members.get(s.row_id, ())):
-            continue
-        out.add(s.row_id)
-    return out
+def _not_echo(peer: str) -> Any:
+    """Stamps that are not echoes of `peer`'s own rows (SPEC §13 echo-skipped-unread):
+    an echo is a row the peer made that nothing else has touched since: its first
+    generation, stamped by the peer, with no cells, and only the peer's own tallies and
+    set additions. `_row` would send nothing of it (the peer holds it exactly), so the
+    page's query leaves it out and nothing of it is read: after a branch's first push,
+    the pull that follows passes over every row HQ just took from it inside SQLite."""
+    same = (sync_rows.c.tbl, sync_rows.c.row_id)
+    cells = select(sync_cells.c.col).where(sync_cells.c.tbl == same[0],
+                                           sync_cells.c.row_id == same[1])
+    tallies = select(sync_tallies.c.col).where(
+        sync_tallies.c.tbl == same[0], sync_tallies.c.row_id == same[1],
+        sync_tallies.c.node != peer)
+    members = select(sync_members.c.col).where(
+        sync_members.c.tbl == same[0], sync_members.c.row_id == same[1],
+        or_(sync_members.c.node != peer, sync_members.c.removed != 0))
+    return or_(sync_rows.c.origin != peer, sync_rows.c.cl != 1, cells.exists(),
+               tallies.exists(), members.exists())
+
+
+async def _head(conn: AsyncConnection) -> Key:
+    """The last place in the change order (ZERO when there is none)."""
+    top = (await conn.execute(select(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl,
+                                     sync_rows.c.row_id)
+                              .order_by(sync_rows.c.seq.desc(), sync_rows.c.ord.desc(),
+                                        sync_rows.c.tbl.desc(), sync_rows.c.row_id.desc())
+                              .limit(1))).first()
+    return ZERO if top is None else (top[0], top[1], top[2], top[3])
 
 
 def _next(since: Key, last: Key, *, more: bool) -> str:

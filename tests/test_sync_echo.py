@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from schema import Scope, outgoing, peer_state
+from sqlalchemy import func, select
+
+from schema import Scope, outgoing, peer_state, sync_rows
 from tests.sync_harness import Replica, customer, open_replica, pull, push
 
 
@@ -84,23 +86,70 @@ async def test_echo_rows_are_skipped_unread(tmp_path: Path, monkeypatch: Any) ->
         async with await hq.write() as uow:  # HQ touches one of the store's customers
             await uow.update("customers", ids[0], {"industry": "零售"})
         read: list[str] = []
-        real = produce._data
+        real, real_sides = produce._data, produce._sides
 
         async def spy(conn: Any, tbl: str, row_ids: list[str]) -> Any:
             read.extend(row_ids)
             return await real(conn, tbl, row_ids)
 
+        async def spy_sides(conn: Any, tbl: str, row_ids: list[str]) -> Any:
+            read.extend(row_ids)
+            return await real_sides(conn, tbl, row_ids)
+
         monkeypatch.setattr(produce, "_data", spy)
+        monkeypatch.setattr(produce, "_sides", spy_sides)
         state = await peer_state(store.db, hq.id)
         batch = await outgoing(hq.db, sender=hq.id, peer=store.id, scope=Scope(branch="S001"),
                                cursor=state["pulled"], limit=10_000)
         assert {r.id for r in batch.rows if r.tbl == "customers"} == {made, ids[0]}
-        assert set(read) & set(ids) == {ids[0]}  # the untouched five were never read
+        # The untouched five were never read, not even their cells: the page's query
+        # left them out.
+        assert set(read) & set(ids) == {ids[0]}
         await pull(store, hq)
         async with await store.write() as uow:
             held = await uow.get("customers", ids[0])
             assert held is not None and held["industry"] == "零售" and held["tags"] == ["vip"]
             assert await uow.get("customers", made) is not None
+    finally:
+        for r in (hq, store):
+            await r.close()
+
+
+async def test_echo_rows_take_no_place_in_a_page_and_the_round_passes_them(
+        tmp_path: Path) -> None:
+    """Echoes do not count against a page's limit, and the last page's cursor moves past
+    the echoes after the last row sent: the next round starts at HQ's head."""
+    import schema._produce as produce
+
+    hq = await open_replica(tmp_path / "hq.db")
+    store = await open_replica(tmp_path / "store.db", "S001")
+    try:
+        async with await hq.write() as uow:
+            made = (await uow.insert("customers", customer("总部客户", "S001")))["id"]
+        async with await store.write() as uow:
+            for i in range(30):
+                await uow.insert("customers", customer(f"客户{i}", "S001"))
+        await push(store, hq)  # 30 echoes, after everything HQ has for the store
+        cursor, pages, sent = "", 0, []
+        while True:
+            batch = await outgoing(hq.db, sender=hq.id, peer=store.id,
+                                   scope=Scope(branch="S001"), cursor=cursor, limit=3)
+            pages += 1
+            sent += [r.id for r in batch.rows if r.tbl == "customers"]
+            cursor = batch.cursor
+            if not batch.more:
+                break
+        assert sent == [made]
+        async with hq.db.read() as conn:
+            head = await produce._head(conn)
+        assert produce.parse_cursor(cursor) == head
+        async with hq.db.read() as conn:  # 30 echoes would fill ten pages of three
+            total = (await conn.execute(select(func.count()).select_from(sync_rows)
+                                        .where(sync_rows.c.origin != store.id))).scalar_one()
+        assert pages <= total // 3 + 1
+        again = await outgoing(hq.db, sender=hq.id, peer=store.id, scope=Scope(branch="S001"),
+                               cursor=cursor, limit=3)
+        assert again.rows == [] and not again.more and again.cursor == cursor
     finally:
         for r in (hq, store):
             await r.close()
