@@ -19,6 +19,7 @@ from schema import (
     Scope,
     incoming,
     outgoing,
+    parse_cursor,
     peer_state,
     record_peer,
     wipe_replica,
@@ -41,13 +42,14 @@ MEDIA = "application/msgpack"
 SCHEMA_VERSION = 1
 log = logging.getLogger("branchline.sync")
 
-AfterSync = Callable[[Database, str], Awaitable[object]]
+AfterSync = Callable[[Database, str, int], Awaitable[object]]
 _AFTER_SYNC: list[AfterSync] = []
 
 
 def after_sync(hook: AfterSync) -> AfterSync:
-    """Run `hook(db, node_id)` after every round that pulled changes (the server's
-    collision resolver, SPEC §16). Registering the same hook twice has no effect."""
+    """Run `hook(db, node_id, settled_upstream)` after every round that pulled changes
+    (the server's collision resolver, SPEC §16); `settled_upstream` is
+    `SyncReport.settled_upstream`. Registering the same hook twice has no effect."""
     if hook not in _AFTER_SYNC:
         _AFTER_SYNC.append(hook)
     return hook
@@ -57,9 +59,10 @@ async def run_after_sync(db: Database, node_id: str, report: SyncReport | None =
                          ) -> None:
     """Run the registered hooks; a failing hook is logged (and noted in `report`), never
     a failed sync: what was applied stays applied."""
+    settled = report.settled_upstream if report is not None else 0
     for hook in list(_AFTER_SYNC):
         try:
-            await hook(db, node_id)
+            await hook(db, node_id, settled)
         except Exception as exc:
             log.exception("a step after sync failed")
             if report is not None:
@@ -93,6 +96,10 @@ class SyncReport:
     bytes_sent: int = 0
     bytes_received: int = 0
     messages: list[str] = field(default_factory=list)
+    settled_upstream: int = 0
+    """The local sequence number through which the upstream holds all of this node's
+    changes after a push round it acknowledged to the end, having settled them (its
+    after-push step, SPEC §16); 0 when no round completed."""
 
 
 _STATS: contextvars.ContextVar[SyncReport | None] = contextvars.ContextVar("sync_stats",
@@ -212,6 +219,8 @@ async def _push(db: Database, up: Upstream, client: httpx.AsyncClient, page_rows
         await record_peer(db, up.hq_node_id, pushed=cursor, acked=cursor,
                           batches_out=batches_out)
         if not batch.more:
+            if sent:  # the upstream heard the round end and settled what it took
+                report.settled_upstream = parse_cursor(cursor)[0]
             return
         if following is not None and cursor == batch.cursor:
             batch = await following

@@ -56,6 +56,7 @@ from schema._governance import (
 from schema._ids import new_id
 from schema._plan import coerce
 from schema._policy import Entity, Field, Sensitivity
+from schema._produce import parse_cursor
 from schema._roles import (
     CUSTOM_FIELD_ADMINS,
     CUSTOMER_EDITORS,
@@ -161,6 +162,7 @@ __all__ = [
     "normalize_mobile",
     "normalize_phone",
     "outgoing",
+    "parse_cursor",
     "peer_state",
     "pending_since",
     "policy_id",

@@ -328,6 +328,46 @@ async def test_two_stores_register_the_same_mobile_offline_one_owner_after_sync(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_store_does_not_settle_again_what_hq_settled_from_its_push(
+        tmp_path: Path, node: Node, client: Client, backend: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC §16 settled-upstream: HQ settles what a push round brought when the round
+    ends; the store's own pass after the pull examines only what changed after it (here
+    what it pulled), not its pushed customers again, and still finds a collision
+    between what it pulled and what it holds."""
+    s1, up1 = await branch_node(tmp_path, node, "S001")
+    try:
+        await add_user(node, "rep1", "sales_rep", "S001", "销售部")
+        await sync(s1, up1, client)
+        rep = await principal(s1, "rep1")
+        now = utcnow()
+        mine = [await _make(s1, rep, mobile=f"+861380000{i:04d}",
+                            registered_at=now - timedelta(hours=3)) for i in range(3)]
+        hq_rep = await principal(node, "rep1")
+        made = await _make(node, hq_rep, mobile="+8613800000001",
+                           registered_at=now - timedelta(hours=1), branch="S001")
+        seen: list[list[str] | None] = []
+        real = merges._collisions
+
+        async def spy(uow: Any, changed: list[str] | None) -> int:
+            seen.append(changed)
+            return await real(uow, changed)
+
+        monkeypatch.setattr(merges, "_collisions", spy)
+        report = await sync(s1, up1, client)
+        assert report.settled_upstream > 0 and not report.messages
+        ours = seen[-1]  # the store's pass, after the pull
+        assert ours is not None and made["id"] in ours
+        assert not set(ours) & {m["id"] for m in mine}
+        # HQ merged its later registration into the store's earlier one; the store agrees.
+        for n in (node, s1):
+            async with n.db.read() as conn:
+                assert await survivor_id(conn, made["id"]) == mine[1]["id"]
+    finally:
+        await s1.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 async def test_hq_settles_a_push_that_ends_exactly_on_a_page_boundary(
         tmp_path: Path, node: Node, client: Client, backend: str) -> None:
     """A push of exactly one full page ends with an empty page; HQ still hears that the

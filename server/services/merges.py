@@ -462,12 +462,17 @@ async def _set_watermark(conn: AsyncConnection, seq: int) -> None:
         await conn.execute(node_meta.insert(), [{"key": WATERMARK, "value": str(seq)}])
 
 
-async def settle(db: Database, node_id: str, *, full: bool = False) -> tuple[int, int]:
+async def settle(db: Database, node_id: str, *, full: bool = False,
+                 settled_upstream: int = 0) -> tuple[int, int]:
     """Resolve collisions and decide unseen versions of merged customers among the
     customers changed since the last pass (all of them with `full`), in one
-    transaction; (customers merged, decisions recorded)."""
+    transaction; (customers merged, decisions recorded).
+
+    `settled_upstream`: changes up to this local sequence number were taken by the
+    upstream in a push round it settled (SPEC §16): what it decided comes back in the
+    pull, so they are not examined again here; only what changed after them is."""
     async with db.write(node_id, None) as uow:
-        since = 0 if full else await _watermark(uow.conn)
+        since = 0 if full else max(await _watermark(uow.conn), settled_upstream)
         changed: list[str] | None = None
         if since:
             changed = [r[0] for r in await uow.conn.execute(select(sync_rows.c.row_id).where(
@@ -483,12 +488,12 @@ async def settle(db: Database, node_id: str, *, full: bool = False) -> tuple[int
     return merged, decided
 
 
-async def settle_after_sync(db: Database, node_id: str) -> None:
+async def settle_after_sync(db: Database, node_id: str, settled_upstream: int = 0) -> None:
     """The step after every applied sync (HQ after a push, a branch after a pull or a
     bundle). It never fails the sync: an error is logged and the next pass retries
     (the watermark did not move)."""
     try:
-        await settle(db, node_id)
+        await settle(db, node_id, settled_upstream=settled_upstream)
     except Exception:
         log.exception("resolving collisions and merges after a sync failed")
 
