@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from schema import (
     sync_rows,
 )
 from schema._entities import LIST_FILTERS
+from schema._migrate import HEAD, current_revision, script_head
 from server.node import Node
 
 customers = TABLES["customers"]
@@ -111,6 +114,36 @@ async def test_migrations_match_the_declared_schema(node: Node) -> None:
         diff = await conn.run_sync(
             lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
     assert diff == []
+
+
+async def test_the_newest_revision_is_recognised_without_alembic(node: Node) -> None:
+    assert script_head() == HEAD
+    async with node.db.admin() as conn:
+        assert await conn.run_sync(current_revision) == HEAD
+
+
+def test_opening_a_current_database_does_not_import_alembic(tmp_path: Path) -> None:
+    key = generate_db_key()
+    path = tmp_path / "n.db"
+
+    async def make() -> None:
+        db = await Database.open(sqlite_url(path), key)
+        await db.migrate()
+        await db.dispose()
+
+    asyncio.run(make())
+    script = (
+        "import asyncio, sys\n"
+        "from schema import Database, sqlite_url\n"
+        "async def main():\n"
+        f"    db = await Database.open(sqlite_url({str(path)!r}), bytes.fromhex({key.hex()!r}))\n"
+        "    await db.migrate()\n"
+        "    await db.dispose()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.startswith('alembic')))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
