@@ -20,7 +20,7 @@ import msgspec
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schema._bulk import among, insert_rows
+from schema._bulk import among, insert_rows, records
 from schema._derive import derive
 from schema._detected import DetectedConflicts
 from schema._entities import ENTITIES
@@ -245,8 +245,8 @@ class Applier:
     async def _select(self, table: Any, tbl: str, ids: list[str]) -> list[Any]:
         out: list[Any] = []
         for listed in among(self.conn.dialect, table.c.row_id, ids):
-            out += (await self.conn.execute(select(table).where(table.c.tbl == tbl,
-                                                                listed))).all()
+            out += records(table, await self.conn.execute(select(table).where(
+                table.c.tbl == tbl, listed)))
         return out
 
     async def _data(self, tbl: str, ids: list[str]) -> dict[str, dict[str, Any]]:

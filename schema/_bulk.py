@@ -10,7 +10,8 @@ PostgreSQL keeps the ordinary path: asyncpg's executemany is already prepared.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,21 @@ def among(dialect: Dialect, column: Any, ids: Sequence[Any]) -> list[Any]:
         each = func.json_each(json.dumps(listed)).table_valued("value")
         return [column.in_(select(each.c.value))]
     return [column.in_(ids[i:i + 500]) for i in range(0, len(ids), 500)]
+
+
+_RECORDS: dict[str, Callable[[Any], Any]] = {}
+_NAMED_TUPLE: Any = namedtuple  # the fields are the table's, known only at run time
+
+
+def records(table: Table, rows: Iterable[Any]) -> list[Any]:
+    """Rows of `table` (every column, in table order) as named tuples rather than
+    SQLAlchemy rows: reading a field by name costs about 0.04 µs instead of 0.65 µs, and
+    the sync paths read each stamp's fields a dozen times (a fifth of producing a page
+    of new customers, bench/RESULTS.md)."""
+    make = _RECORDS.get(table.name)
+    if make is None:
+        make = _RECORDS[table.name] = _NAMED_TUPLE("Record", [c.name for c in table.c])._make
+    return [make(r) for r in rows]
 
 
 _INSTANT_TEXT: dict[datetime, str] = {}

@@ -16,7 +16,7 @@ import msgspec
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schema._bulk import among
+from schema._bulk import among, records
 from schema._entities import ENTITIES
 from schema._scope import (
     BY_BRANCH,
@@ -85,11 +85,13 @@ def _after(seq: int, tbl: str, row_id: str, cursor: Key) -> bool:
 ORDER_KEY = tuple_(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl, sync_rows.c.row_id)
 
 
+
 async def _side(conn: AsyncConnection, table: Any, tbl: str, ids: list[str]
                 ) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = defaultdict(list)
     for listed in among(conn.dialect, table.c.row_id, ids):
-        for r in await conn.execute(select(table).where(table.c.tbl == tbl, listed)):
+        for r in records(table, await conn.execute(
+                select(table).where(table.c.tbl == tbl, listed))):
             out[r.row_id].append(r)
     return out
 
@@ -148,9 +150,9 @@ async def _produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: in
         # when it starts, and a row committed after this is past `head` (writers take
         # sequence numbers in commit order), so moving the cursor to it skips nothing.
         head = await _head(conn)
-    page = (await conn.execute(
+    page = records(sync_rows, await conn.execute(
         query.order_by(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl, sync_rows.c.row_id)
-        .limit(limit))).all()
+        .limit(limit)))
     more = len(page) == limit
     nodes = _Nodes()
     rows: list[Row] = []
@@ -253,12 +255,12 @@ async def _parents_after(conn: AsyncConnection, by_tbl: dict[str, list[Any]], la
         t = TABLES[tbl]
         ids = [s.row_id for s in by_tbl[tbl]]
         for listed in among(conn.dialect, t.c.id, ids):
-            owners |= {r.customer_id for r in await conn.execute(
-                select(t.c.customer_id).where(listed)) if r.customer_id}
+            owners |= {r[0] for r in await conn.execute(
+                select(t.c.customer_id).where(listed)) if r[0]}
     out: list[Any] = []
     for listed in among(conn.dialect, sync_rows.c.row_id, sorted(owners)):
-        out += (await conn.execute(select(sync_rows).where(
-            sync_rows.c.tbl == "customers", listed, last < ORDER_KEY))).all()
+        out += records(sync_rows, await conn.execute(select(sync_rows).where(
+            sync_rows.c.tbl == "customers", listed, last < ORDER_KEY)))
     return out
 
 
@@ -369,8 +371,8 @@ async def _children(conn: AsyncConnection, customer_ids: list[str], nodes: _Node
         side = await _sides(conn, tbl, ids)
         stamps: list[Any] = []
         for listed in among(conn.dialect, sync_rows.c.row_id, ids):
-            stamps += (await conn.execute(select(sync_rows).where(
-                sync_rows.c.tbl == tbl, listed))).all()
+            stamps += records(sync_rows, await conn.execute(select(sync_rows).where(
+                sync_rows.c.tbl == tbl, listed)))
         for s in stamps:
             row = _row(tbl, s, data.get(s.row_id), [x.get(s.row_id, []) for x in side],
                        True, ZERO, nodes, None, fresh=True)

@@ -61,7 +61,7 @@ async def customer_branches(conn: AsyncConnection, ids: Iterable[str]) -> dict[s
     wanted = sorted(set(ids))
     for listed in among(conn.dialect, customers.c.id, wanted):
         rows = await conn.execute(select(customers.c.id, customers.c.branch).where(listed))
-        out.update({r.id: r.branch for r in rows})
+        out.update({r[0]: r[1] for r in rows})  # by position: a name costs ~0.6 µs
     return out
 
 
@@ -75,5 +75,5 @@ async def customer_holders(conn: AsyncConnection, ids: Iterable[str]
         rows = await conn.execute(select(customers.c.id, customers.c.branch,
                                          customers.c.owner_id, customers.c.department
                                          ).where(listed))
-        out.update({r.id: (r.branch, r.owner_id, r.department) for r in rows})
+        out.update({r[0]: (r[1], r[2], r[3]) for r in rows})
     return out
