@@ -85,7 +85,6 @@ def _after(seq: int, tbl: str, row_id: str, cursor: Key) -> bool:
 ORDER_KEY = tuple_(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl, sync_rows.c.row_id)
 
 
-
 async def _side(conn: AsyncConnection, table: Any, tbl: str, ids: list[str]
                 ) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = defaultdict(list)
