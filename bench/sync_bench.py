@@ -10,7 +10,7 @@
    that follows). Its peak RSS is `ru_maxrss` from `os.wait4`; HQ's is `VmHWM` from
    /proc after the sync. HQ's database is then opened and checked: exactly n customers
    and 2n contacts, equal to the branch's.
-2. **Merge-apply alone**: the branch's push pages (`schema.outgoing`, 2,000 rows a
+2. **Merge-apply alone**: the branch's push pages (`schema.outgoing`, 5,000 rows a
    page) are produced in-process and kept encoded; only `schema.incoming` into a fresh
    HQ replica is timed (decode is not). Compared with (a) raw `executemany` of the same
    rows (`raw_insert.run`, measured right before in this process).
@@ -21,7 +21,7 @@
    batch a peer would get for it is captured (`outgoing` from the previous cursor).
    *Replay* applies those batches one by one into a fresh replica (R, HQ role), as a
    log-replaying design would. *Bootstrap* is a fresh branch replica pulling the whole
-   scope from R in 2,000-row pages from cursor "" (SPEC §11). Both are timed; the
+   scope from R in 5,000-row pages (`PAGE_ROWS`) from cursor "" (SPEC §11). Both are timed; the
    final states are compared.
 4. Optionally (`profile=True`) a cProfile of the merge-apply step, on the main thread
    (the Python merge logic) and on aiosqlite's worker thread (where SQLite runs).
