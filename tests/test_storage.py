@@ -284,3 +284,20 @@ def test_stored_instants_read_back_as_sqlalchemy_would_parse_them() -> None:
         assert value.tzinfo is UTC
     assert fast(None) is None
     assert isinstance(fast("2026-11-27 08:00:05.123000"), datetime)
+
+
+def test_json_documents_bind_exactly_as_the_engine_serialises_them() -> None:
+    """The apply path's shortcut for JSON columns (empty documents, remembered lists of
+    text) must write the very text the engine's serializer writes."""
+    from sqlalchemy import JSON
+    from sqlalchemy.dialects import sqlite
+
+    from schema._bulk import bind_processor
+    from schema._database import _json
+
+    dialect = sqlite.dialect(json_serializer=_json)
+    bind = bind_processor(JSON(), dialect)
+    assert bind is not None
+    for value in ([], {}, ["会员", "vip"], ["会员", "vip"], ["vip", "会员"], [["x"]],
+                  [1, True], [True, 1], {"a": [1]}, ["a\"b", "c\\d"]):
+        assert bind(value) == _json(value), value
