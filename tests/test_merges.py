@@ -327,6 +327,19 @@ async def test_two_stores_register_the_same_mobile_offline_one_owner_after_sync(
         await s2.close()
 
 
+async def _store_with_rep(tmp_path: Path, node: Node, client: Client
+                          ) -> tuple[Node, Any, Principal]:
+    """Store S001 enrolled and synced once, with its sales rep as the store sees them."""
+    s1, up1 = await branch_node(tmp_path, node, "S001")
+    try:
+        await add_user(node, "rep1", "sales_rep", "S001", "销售部")
+        await sync(s1, up1, client)
+        return s1, up1, await principal(s1, "rep1")
+    except BaseException:
+        await s1.close()
+        raise
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_store_does_not_settle_again_what_hq_settled_from_its_push(
         tmp_path: Path, node: Node, client: Client, backend: str,
@@ -335,11 +348,8 @@ async def test_a_store_does_not_settle_again_what_hq_settled_from_its_push(
     ends; the store's own pass after the pull examines only what changed after it (here
     what it pulled), not its pushed customers again, and still finds a collision
     between what it pulled and what it holds."""
-    s1, up1 = await branch_node(tmp_path, node, "S001")
+    s1, up1, rep = await _store_with_rep(tmp_path, node, client)
     try:
-        await add_user(node, "rep1", "sales_rep", "S001", "销售部")
-        await sync(s1, up1, client)
-        rep = await principal(s1, "rep1")
         now = utcnow()
         mine = [await _make(s1, rep, mobile=f"+861380000{i:04d}",
                             registered_at=now - timedelta(hours=3)) for i in range(3)]
@@ -372,11 +382,8 @@ async def test_hq_settles_a_push_that_ends_exactly_on_a_page_boundary(
         tmp_path: Path, node: Node, client: Client, backend: str) -> None:
     """A push of exactly one full page ends with an empty page; HQ still hears that the
     push is complete and resolves the collision it brought at once."""
-    s1, up1 = await branch_node(tmp_path, node, "S001")
+    s1, up1, rep = await _store_with_rep(tmp_path, node, client)
     try:
-        await add_user(node, "rep1", "sales_rep", "S001", "销售部")
-        await sync(s1, up1, client)
-        rep = await principal(s1, "rep1")
         now = utcnow()
         first = await _make(s1, rep, mobile="13800001111", registered_at=now - timedelta(hours=2))
         later = await _make(s1, rep, mobile="13800001111", registered_at=now - timedelta(hours=1))
