@@ -6,6 +6,7 @@ for replicated data.
 
 from schema._apply import ApplyResult
 from schema._audit import GENESIS, chain_breaks, entry_hash
+from schema._bulk import records
 from schema._calendar import (
     LOCAL_TZ,
     add_working_days,
@@ -169,6 +170,7 @@ __all__ = [
     "quarantine_count",
     "readable_classes",
     "record_peer",
+    "records",
     "retry_parked",
     "search_keys",
     "sqlite_url",

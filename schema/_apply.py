@@ -245,7 +245,7 @@ class Applier:
     async def _select(self, table: Any, tbl: str, ids: list[str]) -> list[Any]:
         out: list[Any] = []
         for listed in among(self.conn.dialect, table.c.row_id, ids):
-            out += records(table, await self.conn.execute(select(table).where(
+            out += records(await self.conn.execute(select(table).where(
                 table.c.tbl == tbl, listed)))
         return out
 

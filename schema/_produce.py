@@ -89,7 +89,7 @@ async def _side(conn: AsyncConnection, table: Any, tbl: str, ids: list[str]
                 ) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = defaultdict(list)
     for listed in among(conn.dialect, table.c.row_id, ids):
-        for r in records(table, await conn.execute(
+        for r in records(await conn.execute(
                 select(table).where(table.c.tbl == tbl, listed))):
             out[r.row_id].append(r)
     return out
@@ -149,7 +149,7 @@ async def _produce(conn: AsyncConnection, *, sender: str, cursor: str, limit: in
         # when it starts, and a row committed after this is past `head` (writers take
         # sequence numbers in commit order), so moving the cursor to it skips nothing.
         head = await _head(conn)
-    page = records(sync_rows, await conn.execute(
+    page = records(await conn.execute(
         query.order_by(sync_rows.c.seq, sync_rows.c.ord, sync_rows.c.tbl, sync_rows.c.row_id)
         .limit(limit)))
     more = len(page) == limit
@@ -258,7 +258,7 @@ async def _parents_after(conn: AsyncConnection, by_tbl: dict[str, list[Any]], la
                 select(t.c.customer_id).where(listed)) if r[0]}
     out: list[Any] = []
     for listed in among(conn.dialect, sync_rows.c.row_id, sorted(owners)):
-        out += records(sync_rows, await conn.execute(select(sync_rows).where(
+        out += records(await conn.execute(select(sync_rows).where(
             sync_rows.c.tbl == "customers", listed, last < ORDER_KEY)))
     return out
 
@@ -370,7 +370,7 @@ async def _children(conn: AsyncConnection, customer_ids: list[str], nodes: _Node
         side = await _sides(conn, tbl, ids)
         stamps: list[Any] = []
         for listed in among(conn.dialect, sync_rows.c.row_id, ids):
-            stamps += records(sync_rows, await conn.execute(select(sync_rows).where(
+            stamps += records(await conn.execute(select(sync_rows).where(
                 sync_rows.c.tbl == tbl, listed)))
         for s in stamps:
             row = _row(tbl, s, data.get(s.row_id), [x.get(s.row_id, []) for x in side],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schema._bulk import among
+from schema._bulk import among, records
 from schema._governance import GOVERNANCE_BY_BRANCH, GOVERNANCE_CHILDREN
 from schema._tables import TABLES
 from schema._work import WORK_BY_BRANCH, WORK_CHILDREN, WORK_REFERENCE
@@ -60,8 +60,9 @@ async def customer_branches(conn: AsyncConnection, ids: Iterable[str]) -> dict[s
     out: dict[str, str | None] = {}
     wanted = sorted(set(ids))
     for listed in among(conn.dialect, customers.c.id, wanted):
-        rows = await conn.execute(select(customers.c.id, customers.c.branch).where(listed))
-        out.update({r[0]: r[1] for r in rows})  # by position: a name costs ~0.6 µs
+        rows = records(await conn.execute(
+            select(customers.c.id, customers.c.branch).where(listed)))
+        out.update({r.id: r.branch for r in rows})
     return out
 
 
@@ -72,8 +73,8 @@ async def customer_holders(conn: AsyncConnection, ids: Iterable[str]
     out: dict[str, tuple[str | None, str | None, str | None]] = {}
     wanted = sorted(set(ids))
     for listed in among(conn.dialect, customers.c.id, wanted):
-        rows = await conn.execute(select(customers.c.id, customers.c.branch,
-                                         customers.c.owner_id, customers.c.department
-                                         ).where(listed))
-        out.update({r[0]: (r[1], r[2], r[3]) for r in rows})
+        rows = records(await conn.execute(select(
+            customers.c.id, customers.c.branch, customers.c.owner_id, customers.c.department
+        ).where(listed)))
+        out.update({r.id: (r.branch, r.owner_id, r.department) for r in rows})
     return out

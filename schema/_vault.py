@@ -104,7 +104,7 @@ class Vault:
         ids = [data_key_id(c, cls) for c, cls in missing]
         rows: list[Any] = []
         for i in range(0, len(ids), 500):
-            rows += records(t, await conn.execute(select(t).where(t.c.id.in_(ids[i:i + 500]))))
+            rows += records(await conn.execute(select(t).where(t.c.id.in_(ids[i:i + 500]))))
         if self.reloader is not None and any(
                 r.cls in self.class_keys and r.key_version not in self.class_keys[r.cls]
                 for r in rows):

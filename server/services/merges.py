@@ -31,6 +31,7 @@ from schema import (
     Vault,
     local_day,
     node_meta,
+    records,
     sync_cells,
     sync_rows,
     utcnow,
@@ -403,9 +404,10 @@ async def _same_plaintext(conn: AsyncConnection, vault: Vault, column: str,
     takes part in nothing."""
     bidx = customers.c[f"{column}_bidx"]
     mask = f"{column}_mask"
-    rows = [(r[0], {"id": r[0], column: r[1], mask: r[2]}, r[3]) for r in await conn.execute(
-        select(customers.c.id, customers.c[column], customers.c[mask], bidx).where(
-            customers.c.merged_into.is_(None), bidx.in_(buckets)))]
+    rows = [(r.id, {"id": r.id, column: r[1], mask: r[2]}, r[3]) for r in records(
+        await conn.execute(select(customers.c.id, customers.c[column], customers.c[mask],
+                                  bidx).where(customers.c.merged_into.is_(None),
+                                              bidx.in_(buckets))))]
     revealed = await vault.open_rows(conn, "customers", [(i, v) for i, v, _ in rows],
                                      frozenset(SENSITIVE["customers"].values()))
     opened = {row_id for _, row_id, cols in revealed if column in cols}
